@@ -1,0 +1,253 @@
+"""Load the connector's YAML (or JSON) config into frozen, typed settings.
+
+Called by the CLI (`run`, `validate`, `map`) before any connection is made. Every
+problem is reported with its key path (`mappings[1].customer_id: ...`) in one
+`ConfigError`; secret values are `SecretStr` and never appear in messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connector.mapping_schema import RouteSettings
+from connector.records import ConfigError
+
+MAX_BATCH_ITEMS = 1000  # Gameball: "Each batch request supports up to 1,000 objects"
+
+# librdkafka properties whose values are secrets (masked wherever settings are shown)
+_SECRET_PROPERTY = re.compile(r"(password|secret|\.pem$|\.key$|token)", re.IGNORECASE)
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+PropertyValue = str | int | float | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Model):
+    bootstrap_servers: str
+    group_id: str = "gameball-connector"
+    topics: list[str] = Field(default_factory=list)
+    topic_pattern: str | None = None
+    auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    # How often accepted offsets are committed asynchronously in steady state.
+    commit_interval_ms: int = Field(default=1000, ge=10)
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    def secret_property_names(self) -> list[str]:
+        return [k for k in self.properties if _SECRET_PROPERTY.search(k)]
+
+
+class RateLimitSettings(_Model):
+    """Gameball's two documented windows for Events (docs: 100/s and 1,200/30 s)."""
+
+    enabled: bool = True
+    per_second: int = Field(default=100, ge=1)
+    per_30_seconds: int = Field(default=1200, ge=1)
+    # Padding added to both windows: requests arrive later than we send them.
+    margin_ms: int = Field(default=100, ge=0)
+
+
+class RetrySettings(_Model):
+    max_attempts: int = Field(default=0, ge=0, description="0 retries without a limit")
+    initial_backoff_ms: int = Field(default=200, ge=1)
+    max_backoff_ms: int = Field(default=30_000, ge=1)
+    auth_backoff_ms: int = Field(default=30_000, ge=1)
+
+
+class JobTrackingSettings(_Model):
+    enabled: bool = True
+    status_api: Literal["newest", "older"] = "newest"
+    poll_interval_ms: int = Field(default=2000, ge=10)
+    max_concurrent: int = Field(default=2, ge=1)
+    max_tracked: int = Field(default=1000, ge=1)
+    max_polls: int = Field(default=30, ge=1)
+
+
+class GameballSettings(_Model):
+    base_url: str = "https://api.gameball.co"
+    api_key: SecretStr
+    secret_key: SecretStr | None = None
+    endpoint: Literal["batch", "events"] = "batch"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    job_tracking: JobTrackingSettings = Field(default_factory=JobTrackingSettings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _batch_needs_secret(self) -> GameballSettings:
+        if self.endpoint == "batch" and (
+            self.secret_key is None or not self.secret_key.get_secret_value()
+        ):
+            raise ValueError("secret_key is required when endpoint is 'batch'")
+        return self
+
+
+class BatchSettings(_Model):
+    max_items: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
+    max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    linger_ms: int = Field(default=500, ge=0)
+    max_in_flight: int = Field(default=4, ge=1, le=64)
+    # Events held in memory (windows, waiting, in flight) before partitions are paused.
+    max_buffered_events: int = Field(default=20_000, ge=1)
+
+
+class DeadLetterSettings(_Model):
+    topic: str | None = None
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+
+class MetricsSettings(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(default=9464, ge=0, le=65535)
+    # /healthz fails when the poll loop has not run for this long.
+    liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class LoggingSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text", "auto"] = "auto"
+
+
+class ShutdownSettings(_Model):
+    drain_seconds: float = Field(default=20.0, ge=0)
+
+
+class Settings(_Model):
+    kafka: KafkaSettings
+    gameball: GameballSettings
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    mappings: list[RouteSettings] = Field(min_length=1)
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+
+    @model_validator(mode="after")
+    def _topics_known(self) -> Settings:
+        if not self.kafka.topics and not self.kafka.topic_pattern:
+            # Routes may name the topics themselves.
+            named = [r.topic for r in self.mappings if r.topic]
+            if not named:
+                raise ValueError(
+                    "kafka.topics is empty and no route names a topic: nothing to consume"
+                )
+        return self
+
+    def subscription(self) -> list[str]:
+        """Topic names (and a `^regex`) for `Consumer.subscribe`."""
+        if self.kafka.topic_pattern:
+            pattern = self.kafka.topic_pattern
+            return [pattern if pattern.startswith("^") else "^" + pattern]
+        if self.kafka.topics:
+            return list(self.kafka.topics)
+        return sorted({r.topic for r in self.mappings if r.topic})
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with every secret masked (for `validate`)."""
+        data = self.model_dump(mode="json")
+        for key in self.kafka.secret_property_names():
+            data["kafka"]["properties"][key] = "**********"
+        for key in self.dead_letter.properties:
+            if _SECRET_PROPERTY.search(key):
+                data["dead_letter"]["properties"][key] = "**********"
+        return data
+
+
+# --- loading ------------------------------------------------------------------------
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def expand_env(node: Any, env: dict[str, str], loc: tuple[int | str, ...], problems: list[str]) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, env, (*loc, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, env, (*loc, i), problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{_path(loc)}: environment variable {name} is not set")
+        return ""
+
+    return _VAR.sub(repl, node)
+
+
+def parse(text: str, env: dict[str, str] | None = None, source: str = "config") -> Settings:
+    """Parse YAML/JSON text into `Settings`; raise `ConfigError` listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
+    problems: list[str] = []
+    expanded = expand_env(raw, dict(os.environ) if env is None else env, (), problems)
+    try:
+        settings = Settings.model_validate(expanded)
+    except ValidationError as exc:
+        for err in exc.errors(include_input=False, include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{_path(err['loc'])}: {msg}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Settings:
+    """Read and parse a config file; a missing file is a `ConfigError` too."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse(text, env, source=str(path))

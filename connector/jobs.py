@@ -1,0 +1,512 @@
+"""Batch-job tracking: what happened to a batch after Gameball said "accepted".
+
+A 200 with a `jobId` only means the batch was queued; per-item failures show up later
+in the job status. The pipeline calls `JobTracker.submit(job_id, items)` after each
+accepted batch and goes on: worker threads poll the status with backoff, at most
+`max_concurrent` at a time, and report through two hooks:
+
+- `on_done(status, failed_count)`: once per job, status one of `JOB_OUTCOMES`;
+- `on_failed_item(event, job_id, error)`: once per event of an item the job reports
+  as failed (the pipeline dead-letters it with the job id).
+
+This module does no HTTP itself (`fetch` is injected: `GameballClient.job_status`)
+and knows nothing of metrics. Both documented status answers are understood by
+`parse_status`; see docs/metrics.md ("Job tracking") for the reasoning.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from connector.config import JobTrackingSettings
+from connector.records import ConnectorError, Event, Item
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["pending", "running", "completed", "failed", "stopped"]
+StatusApi = Literal["newest", "older"]
+
+# Outcomes passed to on_done: the three terminal states, plus "expired" (still not
+# finished after max_polls) and "dropped" (pushed out by max_tracked).
+JOB_OUTCOMES = ("completed", "failed", "stopped", "expired", "dropped")
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "stopped"})
+
+# Both vocabularies, lower-cased: newest page (pending/processing/completed/failed)
+# and older v4 page (Queued/Running/Completed/Failed/Stopped).
+_STATES: dict[str, JobState] = {
+    "pending": "pending",
+    "queued": "pending",
+    "processing": "running",
+    "running": "running",
+    "inprogress": "running",
+    "in_progress": "running",
+    "completed": "completed",
+    "succeeded": "completed",
+    "failed": "failed",
+    "stopped": "stopped",
+    "cancelled": "stopped",
+    "canceled": "stopped",
+}
+
+_CUSTOMER_KEYS = ("customerId", "customer_id", "playerUniqueId")
+_INDEX_KEYS = ("index", "itemIndex", "item_index")
+# Where a failed entry may nest the item it is about.
+_NESTED_ITEM_KEYS = ("item", "request", "body", "input", "data")
+_ERROR_KEYS = ("code", "type", "message", "error", "errors", "reason", "requestId", "status")
+# Per-item log lines per job; the rest are summarised (they are all dead-lettered).
+_LOGGED_ITEMS_PER_JOB = 20
+
+
+class JobStatusError(ConnectorError):
+    """A status answer that is not one of the documented shapes."""
+
+
+class FailedItem(NamedTuple):
+    """One item the job reports as failed: who, why, and where in the batch if known."""
+
+    customer_id: str | None
+    error: dict[str, Any]
+    position: int | None = None  # index of the item in the submitted batch
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A status answer reduced to what the tracker needs (see `parse_status`)."""
+
+    state: JobState
+    failed_items: list[FailedItem] = field(default_factory=list)
+    failed_count: int = 0
+    total: int | None = None
+    processed: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _find(entry: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if entry.get(key) is not None:
+            return entry[key]
+    for nest in _NESTED_ITEM_KEYS:
+        inner = entry.get(nest)
+        if isinstance(inner, Mapping):
+            for key in keys:
+                if inner.get(key) is not None:
+                    return inner[key]
+    return None
+
+
+def _failed_entry(entry: Any) -> FailedItem:
+    """Read one entry of an errors / failed list; tolerant because the item shape is
+    not documented (only "an array of failed results")."""
+    if not isinstance(entry, Mapping):
+        return FailedItem(None, {"message": str(entry)})
+    customer = _find(entry, _CUSTOMER_KEYS)
+    index = _int(_find(entry, _INDEX_KEYS))
+    err = entry.get("error")
+    if isinstance(err, Mapping):
+        error = dict(err)
+    elif isinstance(err, str):
+        error = {"message": err}
+    else:
+        error = {k: entry[k] for k in _ERROR_KEYS if k in entry}
+        if not error:
+            nested = set(_NESTED_ITEM_KEYS) | set(_CUSTOMER_KEYS) | set(_INDEX_KEYS)
+            error = {k: v for k, v in entry.items() if k not in nested} or {
+                "message": "failed without details"
+            }
+    return FailedItem(None if customer is None else str(customer), error, index)
+
+
+def _state(raw: Any) -> JobState:
+    if not isinstance(raw, str) or raw.strip().lower() not in _STATES:
+        raise JobStatusError(f"unknown job status {raw!r}")
+    return _STATES[raw.strip().lower()]
+
+
+def _is_failed_result(entry: Any) -> bool:
+    if not isinstance(entry, Mapping):
+        return False
+    if entry.get("success") is False or entry.get("succeeded") is False:
+        return True
+    status = entry.get("status")
+    return (isinstance(status, str) and status.lower() in ("failed", "error")) or bool(
+        entry.get("error")
+    )
+
+
+def parse_status(api: StatusApi, payload: Any) -> JobStatus:
+    """Reduce a status answer to a `JobStatus`; raise `JobStatusError` on any other shape.
+
+    newest: `{batchId, status: pending|processing|completed|failed, progress, totalItems,
+    processedItems, failedItems, results: [...], errors: [...]}`.
+    older: `{operation, status: Queued|Running|Completed|Failed|Stopped, finishedCount,
+    errorCount, totalCount, startedAt, createdAt, response: {succeeded: [...], failed: [...]}}`.
+    Pure; called by the tracker's workers and by tests with canned answers.
+    """
+    if not isinstance(payload, Mapping):
+        raise JobStatusError(f"job status answer is not a JSON object: {type(payload).__name__}")
+    if "status" not in payload:
+        raise JobStatusError("job status answer has no 'status' field")
+    state = _state(payload["status"])
+    failed: list[FailedItem]
+    if api == "newest":
+        errors = payload.get("errors")
+        errors = [] if errors is None else errors
+        results = payload.get("results")
+        results = [] if results is None else results
+        if not isinstance(errors, list) or not isinstance(results, list):
+            raise JobStatusError("'errors' and 'results' must be arrays")
+        failed = [_failed_entry(e) for e in errors]
+        failed += [_failed_entry(r) for r in results if _is_failed_result(r)]
+        count = _int(payload.get("failedItems"))
+        total = _int(payload.get("totalItems"))
+        processed = _int(payload.get("processedItems"))
+    elif api == "older":
+        response = payload.get("response")
+        response = {} if response is None else response
+        if not isinstance(response, Mapping):
+            raise JobStatusError("'response' must be an object")
+        failed_raw = response.get("failed")
+        failed_raw = [] if failed_raw is None else failed_raw
+        if not isinstance(failed_raw, list):
+            raise JobStatusError("'response.failed' must be an array")
+        failed = [_failed_entry(e) for e in failed_raw]
+        count = _int(payload.get("errorCount"))
+        total = _int(payload.get("totalCount"))
+        finished = _int(payload.get("finishedCount"))
+        processed = None if finished is None else finished + (count or 0)
+    else:
+        raise ValueError(f"status api must be 'newest' or 'older', not {api!r}")
+    return JobStatus(
+        state=state,
+        failed_items=failed,
+        failed_count=max(count or 0, len(failed)),
+        total=total,
+        processed=processed,
+    )
+
+
+# --- the tracker --------------------------------------------------------------------
+
+Fetch = Callable[[int], tuple[int, "dict[str, Any] | None"]]
+OnDone = Callable[[str, int], None]
+OnFailedItem = Callable[[Event, int, "dict[str, Any]"], None]
+
+
+@dataclass(slots=True)
+class _Job:
+    job_id: int
+    items: list[Item]
+    submitted: float
+    polls: int = 0
+    busy: bool = False  # a worker is polling it right now
+    done: bool = False
+
+
+class JobTracker:
+    """Polls submitted batch jobs in background threads until they finish.
+
+    Built by the CLI/pipeline with the settings, the client's `job_status` as `fetch`,
+    and the two outcome hooks (called from worker threads: they must be thread-safe).
+    Never blocks `submit`; beyond `max_tracked` jobs the oldest waiting one is dropped
+    (reported as "dropped"). `clock` is injectable so tests can drive `poll_due()`
+    without threads (`start=False`).
+    """
+
+    def __init__(
+        self,
+        settings: JobTrackingSettings,
+        fetch: Fetch,
+        on_done: OnDone,
+        on_failed_item: OnFailedItem,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        start: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._fetch = fetch
+        self._on_done = on_done
+        self._on_failed_item = on_failed_item
+        self._clock = clock
+        self._threaded = start
+        self._cond = threading.Condition()
+        self._jobs: OrderedDict[int, _Job] = OrderedDict()  # submit order = age
+        self._due: list[tuple[float, int, _Job]] = []  # heap; stale entries skipped
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.dropped = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.enabled
+
+    def tracked(self) -> int:
+        """Jobs submitted and not finished yet (waiting or being polled)."""
+        with self._cond:
+            return len(self._jobs)
+
+    def submit(self, job_id: int, items: list[Item]) -> None:
+        """Start tracking an accepted batch (called by the pipeline); never blocks on I/O."""
+        if not self._settings.enabled:
+            return
+        dropped: list[_Job] = []
+        with self._cond:
+            if self._closed:
+                log.warning("job tracker closed: job not tracked", extra={"job_id": job_id})
+                return
+            now = self._clock()
+            job = _Job(job_id, list(items), now)
+            self._jobs[job_id] = job
+            while len(self._jobs) > self._settings.max_tracked:
+                oldest = next((j for j in self._jobs.values() if not j.busy), None)
+                if oldest is None:
+                    break
+                del self._jobs[oldest.job_id]
+                oldest.done = True
+                dropped.append(oldest)
+            self._schedule(job, now + self._interval(0))
+            if self._threaded and not self._threads:
+                self._start_workers()
+            self._cond.notify()
+        for old in dropped:
+            self.dropped += 1
+            log.warning(
+                "too many batch jobs tracked: oldest dropped, its outcome stays unknown",
+                extra={"job_id": old.job_id, "max_tracked": self._settings.max_tracked},
+            )
+            self._call_done("dropped", 0, old.job_id)
+
+    def poll_due(self) -> int:
+        """Poll every job whose time has come, in the calling thread; return how many.
+
+        The workers run the same steps one job at a time; tests call this with a fake
+        clock instead of starting threads.
+        """
+        polled = 0
+        while True:
+            job = self._take_due(self._clock())
+            if job is None:
+                return polled
+            self._poll(job)
+            polled += 1
+
+    def close(self, timeout: float) -> None:
+        """Stop the workers within `timeout` seconds (called at shutdown).
+
+        Jobs not finished by then are logged with their ids: their outcome is unknown.
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            left = [j.job_id for j in self._jobs.values()]
+        if left:
+            log.warning(
+                "batch jobs still unfinished at shutdown: outcome unknown",
+                extra={"jobs": len(left), "job_ids": left[:50]},
+            )
+
+    # --- internals -------------------------------------------------------------------
+
+    def _interval(self, polls: int) -> float:
+        # Exponential backoff from poll_interval, capped at 16x: a long job costs at most
+        # one request per 16 intervals instead of one per interval.
+        base = self._settings.poll_interval_ms / 1000.0
+        return float(base * min(2 ** max(polls - 1, 0), 16))
+
+    def _schedule(self, job: _Job, when: float) -> None:
+        heapq.heappush(self._due, (when, next(self._seq), job))
+
+    def _take_due(self, now: float) -> _Job | None:
+        with self._cond:
+            while self._due:
+                when, _, job = self._due[0]
+                if job.done or job.busy:
+                    heapq.heappop(self._due)  # stale entry
+                    continue
+                if when > now:
+                    return None
+                heapq.heappop(self._due)
+                job.busy = True
+                return job
+            return None
+
+    def _next_due(self) -> float | None:
+        # Caller holds the lock.
+        while self._due and (self._due[0][2].done or self._due[0][2].busy):
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def _start_workers(self) -> None:
+        for n in range(self._settings.max_concurrent):
+            thread = threading.Thread(
+                target=self._work, name=f"gameball-jobs-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                nxt = self._next_due()
+                now = self._clock()
+                if nxt is None or nxt > now:
+                    self._cond.wait(None if nxt is None else nxt - now)
+                    continue
+            job = self._take_due(self._clock())
+            if job is not None:
+                try:
+                    self._poll(job)
+                except Exception:  # a bug here must not kill the worker silently
+                    log.exception("job tracking failed", extra={"job_id": job.job_id})
+                    self._finish(job)
+
+    def _poll(self, job: _Job) -> None:
+        job.polls += 1
+        status: JobStatus | None = None
+        try:
+            code, body = self._fetch(job.job_id)
+        except Exception as exc:
+            log.debug("job status request failed", extra={"job_id": job.job_id, "error": str(exc)})
+        else:
+            if code == 200:
+                try:
+                    status = parse_status(self._settings.status_api, body)
+                except JobStatusError as exc:
+                    log.warning(
+                        "unexpected job status answer",
+                        extra={"job_id": job.job_id, "error": str(exc)},
+                    )
+            else:
+                # 404 right after acceptance, 429, 5xx: try again later, up to max_polls.
+                log.debug("job status not available", extra={"job_id": job.job_id, "code": code})
+
+        if status is not None and status.terminal:
+            self._finish(job)
+            self._report(job, status)
+            return
+        if job.polls >= self._settings.max_polls:
+            self._finish(job)
+            log.warning(
+                "batch job not finished after max_polls: outcome unknown",
+                extra={
+                    "job_id": job.job_id,
+                    "polls": job.polls,
+                    "last_state": None if status is None else status.state,
+                },
+            )
+            self._call_done("expired", 0, job.job_id)
+            return
+        with self._cond:
+            job.busy = False
+            if not job.done:
+                self._schedule(job, self._clock() + self._interval(job.polls))
+                self._cond.notify()
+
+    def _finish(self, job: _Job) -> None:
+        with self._cond:
+            job.done = True
+            job.busy = False
+            if self._jobs.get(job.job_id) is job:
+                del self._jobs[job.job_id]
+
+    def _report(self, job: _Job, status: JobStatus) -> None:
+        failures = self._match(job, status)
+        if status.state == "failed" and not failures:
+            # The job failed and named no item: none can be trusted as processed.
+            error = {"message": "batch job failed without item details"}
+            failures = [(item, error) for item in job.items]
+        failed_count = max(status.failed_count, len(failures))
+        if failed_count or status.state != "completed":
+            log.warning(
+                "batch job finished with failures",
+                extra={
+                    "job_id": job.job_id,
+                    "state": status.state,
+                    "items": len(job.items),
+                    "failed_items": failed_count,
+                    "unmatched_failures": max(0, status.failed_count - len(failures)),
+                },
+            )
+        for n, (item, error) in enumerate(failures):
+            if n < _LOGGED_ITEMS_PER_JOB:
+                log.warning(
+                    "batch job item failed",
+                    extra={
+                        "job_id": job.job_id,
+                        "customer_id": item.customer_id,
+                        "events": sorted(item.events),
+                        "gameball_error": error,
+                    },
+                )
+            for event in item.events.values():
+                try:
+                    self._on_failed_item(event, job.job_id, error)
+                except Exception:
+                    log.exception("on_failed_item hook failed", extra={"job_id": job.job_id})
+        if len(failures) > _LOGGED_ITEMS_PER_JOB:
+            log.warning(
+                "more failed items in this job not logged one by one",
+                extra={"job_id": job.job_id, "not_logged": len(failures) - _LOGGED_ITEMS_PER_JOB},
+            )
+        self._call_done(status.state, failed_count, job.job_id)
+
+    @staticmethod
+    def _match(job: _Job, status: JobStatus) -> list[tuple[Item, dict[str, Any]]]:
+        """Map reported failures back to the submitted items (by index, else customer).
+
+        A failure naming a customer that has several items in the batch fails all of
+        them: dead-lettering a processed event is recoverable, losing one is not.
+        """
+        by_customer: dict[str, list[int]] = {}
+        for i, item in enumerate(job.items):
+            by_customer.setdefault(item.customer_id, []).append(i)
+        chosen: dict[int, dict[str, Any]] = {}
+        for failure in status.failed_items:
+            idx = failure.position
+            cid = failure.customer_id
+            if (
+                idx is not None
+                and 0 <= idx < len(job.items)
+                and (cid is None or job.items[idx].customer_id == cid)
+            ):
+                chosen.setdefault(idx, failure.error)
+                continue
+            for i in by_customer.get(cid or "", []):
+                chosen.setdefault(i, failure.error)
+        return [(job.items[i], err) for i, err in sorted(chosen.items())]
+
+    def _call_done(self, status: str, failed_count: int, job_id: int) -> None:
+        try:
+            self._on_done(status, failed_count)
+        except Exception:
+            log.exception("on_done hook failed", extra={"job_id": job_id})

@@ -201,7 +201,9 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def expand_env(node: Any, env: dict[str, str], loc: tuple[int | str, ...], problems: list[str]) -> Any:
+def expand_env(
+    node: Any, env: dict[str, str], loc: tuple[int | str, ...], problems: list[str]
+) -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
     if isinstance(node, dict):
         return {k: expand_env(v, env, (*loc, k), problems) for k, v in node.items()}

@@ -63,11 +63,12 @@ class SourceRecord:
 class Event:
     """One Gameball event produced by the mapper from one record.
 
-    `ticket` is set by the pipeline: the partition's offset tracker, acked when the
-    event is accepted or dead-lettered (see `connector.offsets`).
+    The pipeline sets `ticket` (the partition's offset tracker, acked when the event is
+    accepted or dead-lettered, see `connector.offsets`) and `payload` (the metadata
+    encoded once as JSON, reused for sizing the window and for the request body).
     """
 
-    __slots__ = ("customer_id", "metadata", "name", "record", "ticket")
+    __slots__ = ("customer_id", "metadata", "name", "payload", "record", "ticket")
 
     def __init__(
         self, customer_id: str, name: str, metadata: dict[str, Any], record: RecordLike
@@ -77,6 +78,7 @@ class Event:
         self.metadata = metadata
         self.record = record
         self.ticket: Any = None
+        self.payload: bytes = b""
 
     def __repr__(self) -> str:
         return f"Event({self.customer_id!r}, {self.name!r}, {self.metadata!r})"
@@ -156,7 +158,9 @@ class RecordError(ConnectorError):
     stage = "mapping"
 
     def __init__(self, reason: str, detail: str = "", route: str | None = None) -> None:
-        super().__init__(f"{self.stage}: {reason}: {detail}" if detail else f"{self.stage}: {reason}")
+        super().__init__(
+            f"{self.stage}: {reason}: {detail}" if detail else f"{self.stage}: {reason}"
+        )
         self.reason = reason
         self.detail = detail
         self.route = route

@@ -1,0 +1,218 @@
+"""`gameball-connector`: run, validate, map, sandbox, demo.
+
+Builds the objects (config, mapper, client, metrics, pipeline), sets up logging and
+signals, and turns errors into exit codes: 0 done, 1 runtime failure, 2 bad config
+or usage. Config problems are printed with their key paths, never with secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from connector import __version__
+from connector.config import Settings, load
+from connector.records import ConfigError
+
+log = logging.getLogger("connector")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.gameball.api_key.get_secret_value()]
+    if settings.gameball.secret_key is not None:
+        values.append(settings.gameball.secret_key.get_secret_value())
+    for props in (settings.kafka.properties, settings.dead_letter.properties):
+        for key, value in props.items():
+            if (
+                key in settings.kafka.secret_property_names()
+                or "password" in key
+                or "secret" in key
+            ):
+                values.append(str(value))
+    return [v for v in values if v]
+
+
+def _load_checked(path: str) -> Settings:
+    """Load the config and compile the mapping: every start-up problem, before connecting."""
+    from connector.mapping import Mapper
+
+    settings = load(path)
+    Mapper(settings.mappings)
+    return settings
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        settings = _load_checked(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for line in exc.problems:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    topics = ", ".join(settings.subscription())
+    print(f"{args.config}: valid")
+    print(
+        f"  kafka: {settings.kafka.bootstrap_servers} group={settings.kafka.group_id} "
+        f"topics={topics}"
+    )
+    print(
+        f"  gameball: {settings.gameball.base_url} endpoint={settings.gameball.endpoint} "
+        f"api_key=********** secret_key=**********"
+    )
+    print(
+        f"  routes: {len(settings.mappings)}; dead letters: "
+        f"{settings.dead_letter.topic or 'off (bad records are logged and counted)'}"
+    )
+    if args.show:
+        import orjson
+
+        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connector.gameball import GameballClient
+    from connector.logs import setup_logging
+    from connector.mapping import Mapper
+    from connector.pipeline import Pipeline
+    from connector.telemetry import Health, Metrics, TelemetryServer
+
+    try:
+        settings = load(args.config)
+        mapper = Mapper(settings.mappings)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.logging.level, settings.logging.format, _secrets(settings))
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        log.info(
+            "stopping: draining in-flight requests", extra={"signal": signal.Signals(signum).name}
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    health = Health(settings.metrics.liveness_timeout_seconds)
+    server = None
+    if settings.metrics.port or args.metrics_port is not None:
+        port = args.metrics_port if args.metrics_port is not None else settings.metrics.port
+        server = TelemetryServer(settings.metrics.host, port, registry, health, metrics).start()
+        log.info(
+            "metrics and health served",
+            extra={"address": f"http://{settings.metrics.host}:{server.port}/metrics"},
+        )
+    pool = settings.batch.max_in_flight + settings.gameball.job_tracking.max_concurrent
+    client = GameballClient(settings.gameball, pool_size=pool)
+    dead_letters = None
+    if settings.dead_letter.topic:
+        from connector.deadletter import DeadLetters
+
+        dead_letters = DeadLetters(settings)
+    jobs = _job_tracker(settings, client, metrics, dead_letters)
+    pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters, jobs)
+    try:
+        pipeline.run(stop)
+    except Exception:
+        log.exception("connector failed")
+        return EXIT_FAILED
+    finally:
+        if server is not None:
+            server.stop()
+    return EXIT_OK
+
+
+def _job_tracker(settings, client, metrics, dead_letters):  # type: ignore[no-untyped-def]
+    return None
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from connector import dryrun
+
+    return int(dryrun.run(args))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from connector.sandbox import command
+
+    return int(command.run(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from connector import demo
+
+    return int(demo.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gameball-connector",
+        description="Feed customer actions from Kafka topics into Gameball's batch-job API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="consume, map and deliver until SIGTERM/SIGINT")
+    p.add_argument("--config", required=True, help="YAML or JSON config file")
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="override metrics.port (0 picks a free port)"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a config file without connecting anywhere")
+    p.add_argument("--config", required=True, help="YAML or JSON config file")
+    p.add_argument("--show", action="store_true", help="print the settings (secrets masked)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("map", help="dry-run the mapping on JSON lines from stdin")
+    try:
+        from connector import dryrun
+
+        dryrun.add_arguments(p)
+    except ImportError:  # pragma: no cover - during development only
+        p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("sandbox", help="a local Gameball-compatible API (NOT Gameball)")
+    try:
+        from connector.sandbox import command
+
+        command.add_arguments(p)
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("demo", help="broker + sandbox + connector on loopback, live progress")
+    try:
+        from connector import demo
+
+        demo.add_arguments(p)
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""HTTP client for Gameball's event endpoints, and the table that judges its answers.
+
+`classify(answer)` is pure: HTTP status x Gameball error code -> what to do
+(docs/delivery.md has the table with reasons). `GameballClient` does the I/O with a
+thread-safe urllib3 pool (keep-alive, explicit timeouts, no hidden retries: the
+sender decides). Secrets go only into request headers, never into errors or logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+
+from connector.config import GameballSettings
+from connector.records import Batch
+
+BATCH_PATH = "/api/v4.0/integrations/batch/events"
+EVENTS_PATH = "/api/v4.0/integrations/events"
+STATUS_PATHS = {
+    "newest": "/api/v4.0/integrations/batches/{job_id}/status",
+    "older": "/api/v4/integrations/batch/{job_id}",
+}
+
+
+class Action(Enum):
+    ACCEPTED = "accepted"
+    RETRY = "retry"  # transient: back off and send again
+    REJECT = "reject"  # the data is bad: bisect, dead-letter the bad items
+    HALT = "halt"  # our credentials or account: not the data's fault, never commit past
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back for one request; `status` None means no answer at all."""
+
+    status: int | None
+    body: dict[str, Any] | None = None
+    retry_after: float | None = None
+    request_id: str | None = None
+    # True when the request may have reached Gameball (answer lost after sending).
+    maybe_sent: bool = False
+    error: str | None = None
+
+    @property
+    def code(self) -> int | None:
+        if self.body is None:
+            return None
+        code = self.body.get("code")
+        return code if isinstance(code, int) else None
+
+    def describe(self) -> str:
+        """A log-safe one-line summary (no headers, no body beyond the error object)."""
+        if self.status is None:
+            return f"no answer ({self.error})"
+        parts = [f"HTTP {self.status}"]
+        if self.body:
+            for key in ("code", "type", "message"):
+                if key in self.body:
+                    parts.append(f"{key}={self.body[key]}")
+        if self.request_id:
+            parts.append(f"requestId={self.request_id}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    reason: str  # a short word for metrics labels and logs
+
+
+def classify(answer: Answer) -> Verdict:
+    """Decide what an answer means. Pure; the table is unit-tested row by row."""
+    status, code = answer.status, answer.code
+    if status is None:
+        return Verdict(
+            Action.RETRY, "timeout" if "timed out" in (answer.error or "") else "connection"
+        )
+    if 200 <= status < 300:
+        return Verdict(Action.ACCEPTED, "ok")
+    if status == 429:
+        return Verdict(Action.RETRY, "rate_limited")
+    if status == 408:
+        return Verdict(Action.RETRY, "request_timeout")
+    if status == 422 and code == 2001:
+        return Verdict(Action.RETRY, "concurrent_customer")
+    if status in (401, 403) or (code is not None and (1000 <= code < 2000 or 6000 <= code < 7000)):
+        return Verdict(
+            Action.HALT, "auth" if status in (401, 403) or (code or 0) < 2000 else "account"
+        )
+    if code is not None and 8000 <= code < 9000:
+        return Verdict(Action.HALT, "subscription")
+    if status == 501:
+        return Verdict(Action.HALT, "not_implemented")
+    if status >= 500:
+        return Verdict(Action.RETRY, "server_error")
+    if status == 404:
+        return Verdict(Action.HALT, "not_found")  # wrong base_url or path: not the data
+    if 400 <= status < 500:
+        return Verdict(Action.REJECT, "rejected")
+    return Verdict(Action.RETRY, f"unexpected_{status}")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After in seconds or as an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# --- request bodies ---------------------------------------------------------------------
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """`{"body": [...]}` from the events' pre-encoded metadata (no second encoding pass)."""
+    dumps = orjson.dumps
+    parts = []
+    for item in batch.items:
+        events = b",".join(dumps(name) + b":" + ev.payload for name, ev in item.events.items())
+        parts.append(b'{"customerId":' + dumps(item.customer_id) + b',"events":{' + events + b"}}")
+    return b'{"body":[' + b",".join(parts) + b"]}"
+
+
+def encode_item(batch: Batch) -> bytes:
+    """Send Events takes one customer: the batch must hold exactly one item."""
+    (item,) = batch.items
+    events = b",".join(orjson.dumps(n) + b":" + ev.payload for n, ev in item.events.items())
+    return b'{"customerId":' + orjson.dumps(item.customer_id) + b',"events":{' + events + b"}}"
+
+
+# --- the client -------------------------------------------------------------------------
+
+
+class GameballClient:
+    """One keep-alive pool shared by the sender threads and the job tracker."""
+
+    def __init__(self, settings: GameballSettings, pool_size: int) -> None:
+        self._base = settings.base_url
+        self.endpoint = settings.endpoint
+        self._status_path = STATUS_PATHS[settings.job_tracking.status_api]
+        self._headers = {
+            "apikey": settings.api_key.get_secret_value(),
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "gameball-connector",
+        }
+        if settings.secret_key is not None:
+            self._headers["secretkey"] = settings.secret_key.get_secret_value()
+        self._events_headers = {k: v for k, v in self._headers.items() if k != "secretkey"}
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(
+                connect=settings.connect_timeout_seconds, read=settings.timeout_seconds
+            ),
+        )
+
+    def send(self, body: bytes) -> Answer:
+        """POST one request to the configured endpoint. Never raises for network trouble."""
+        if self.endpoint == "batch":
+            return self._request("POST", BATCH_PATH, body, self._headers)
+        return self._request("POST", EVENTS_PATH, body, self._events_headers)
+
+    def job_status(self, job_id: int) -> tuple[int, dict[str, Any] | None]:
+        """GET a batch job's status (path per `job_tracking.status_api`); (0, None) on no answer."""
+        answer = self._request("GET", self._status_path.format(job_id=job_id), None, self._headers)
+        return (answer.status or 0, answer.body)
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Answer:
+        try:
+            resp = self._pool.request(method, self._base + path, body=body, headers=headers)
+        except (ConnectTimeoutError, NewConnectionError) as exc:
+            return Answer(None, error=_safe(exc), maybe_sent=False)
+        except ReadTimeoutError:
+            return Answer(None, error="read timed out", maybe_sent=True)
+        except HTTPError as exc:
+            # Reset or closed after the request went out: Gameball may have taken it.
+            return Answer(None, error=_safe(exc), maybe_sent=True)
+        data: dict[str, Any] | None = None
+        if resp.data:
+            try:
+                parsed = orjson.loads(resp.data)
+                data = parsed if isinstance(parsed, dict) else {"value": parsed}
+            except orjson.JSONDecodeError:
+                data = None
+        request_id = resp.headers.get("x-request-id")
+        if data is not None and isinstance(data.get("requestId"), str):
+            request_id = data["requestId"]
+        return Answer(
+            resp.status,
+            data,
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+            request_id=request_id,
+        )
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _safe(exc: BaseException) -> str:
+    """Exception text without URLs' credentials: keep the class and reason only."""
+    reason = getattr(exc, "reason", None)
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__

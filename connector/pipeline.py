@@ -1,0 +1,579 @@
+"""The one loop: source -> decode+map -> window -> send -> ack -> commit.
+
+Commit protocol (the only place offsets are committed):
+  1. a record is read: the partition's tracker notes it with the number of events it
+     produced (0: skipped, done at once; 1 for a bad record bound for the dead letters);
+  2. each event is acked when its batch was accepted (200 + jobId) or when its
+     dead-letter copy was acknowledged by the broker;
+  3. every `commit_interval_ms` the lowest not-done offset of each partition (or last
+     read + 1) is committed asynchronously; on revoke and shutdown synchronously, after
+     waiting (bounded by `shutdown.drain_seconds`) for what is in flight.
+Backpressure is data, not sleep: when the window holds `max_buffered_events` the
+assigned partitions are paused and the loop keeps polling (the consumer stays in its
+group); they resume at half. Sender threads do the waiting (rate limit, retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
+
+import orjson
+from confluent_kafka import KafkaError, TopicPartition
+
+from connector.config import Settings
+from connector.deadletter import DeadLetters, error_headers
+from connector.gameball import Answer, GameballClient, Verdict
+from connector.offsets import OffsetTracker
+from connector.ratelimit import RateLimiter, Window
+from connector.records import Batch, Event, Item, RecordError, RecordLike, Skip
+from connector.sender import Delivery, Sender
+from connector.source import Partitions, Source
+from connector.telemetry import Health, Metrics
+from connector.window import Windower
+
+log = logging.getLogger("connector.pipeline")
+
+CONSUME_BATCH = 1000
+
+
+class MapperLike(Protocol):
+    def map(self, record: Any) -> list[Event] | Skip | RecordError: ...
+
+
+class JobTrackerLike(Protocol):
+    def submit(self, job_id: int, items: list[Item]) -> None: ...
+    def close(self, timeout: float) -> None: ...
+
+
+class _Every:
+    """Log a repeating condition at most once per `seconds`, with how often it happened."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, now: float) -> int:
+        """0 when this occurrence should stay quiet, else how many it summarises."""
+        with self._lock:
+            self._count[key] = self._count.get(key, 0) + 1
+            if now - self._last.get(key, -1e18) < self._seconds:
+                return 0
+            self._last[key] = now
+            return self._count.pop(key)
+
+
+def _offset_ranges(events: list[Event]) -> str:
+    spans: dict[str, tuple[int, int]] = {}
+    for ev in events:
+        rec = ev.record
+        key = f"{rec.topic()}[{rec.partition()}]"
+        off = rec.offset() or 0
+        lo, hi = spans.get(key, (off, off))
+        spans[key] = (min(lo, off), max(hi, off))
+    return ", ".join(f"{k}@{lo}-{hi}" for k, (lo, hi) in sorted(spans.items()))
+
+
+class _SenderHooks:
+    """Sender callbacks -> metrics, health, logs. Called from sender threads."""
+
+    def __init__(self, metrics: Metrics, health: Health, endpoint: str) -> None:
+        self._m = metrics
+        self._health = health
+        self._endpoint = endpoint
+        self._every = _Every(60.0)
+        self._retry_every = _Every(10.0)
+        self._requests: dict[str, Any] = {}
+
+    def request_done(self, status: int | None, seconds: float, items: int) -> None:
+        code = str(status) if status is not None else "error"
+        child = self._requests.get(code)
+        if child is None:
+            child = self._requests[code] = self._m.requests.labels(self._endpoint, code)
+        child.inc()
+        self._m.request_duration.labels(self._endpoint).observe(seconds)
+        self._m.batch_items.observe(items)
+
+    def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
+        self._m.retries.labels(self._endpoint, reason).inc()
+        count = self._retry_every(reason, time.monotonic())
+        if count:
+            log.warning(
+                "retrying Gameball requests",
+                extra={"reason": reason, "answer": answer.describe(), "retries": count},
+            )
+
+    def possible_duplicate(self, batch: Batch) -> None:
+        events = batch.events()
+        self._m.possible_duplicates.inc(len(events))
+        log.warning(
+            "answer lost after sending: a retry may duplicate these events",
+            extra={"events": len(events), "offsets": _offset_ranges(events)},
+        )
+
+    def rate_limited(self, seconds: float) -> None:
+        self._m.rate_limit_delay.inc(seconds)
+
+    def halted(self, answer: Answer, verdict: Verdict) -> None:
+        self._health.auth_failing = True
+        self._m.ready.set(0)
+        count = self._every("halt", time.monotonic())
+        if count:
+            log.error(
+                "Gameball refuses the connector's credentials or account: nothing is "
+                "committed past this point until it accepts them again",
+                extra={"cause": verdict.reason, "answer": answer.describe(), "attempts": count},
+            )
+
+    def recovered(self) -> None:
+        if self._health.auth_failing:
+            log.info("Gameball accepts the credentials again")
+        self._health.auth_failing = False
+
+
+class Pipeline:
+    """Owns the loop thread's state. Built by the CLI, run once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        mapper: MapperLike,
+        client: GameballClient,
+        metrics: Metrics,
+        health: Health,
+        dead_letters: DeadLetters | None = None,
+        jobs: JobTrackerLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._s = settings
+        self._mapper = mapper
+        self._client = client
+        self._m = metrics
+        self._health = health
+        self._dlq = dead_letters
+        self._jobs = jobs
+        self._clock = clock
+        self._endpoint = settings.gameball.endpoint
+        max_items = settings.batch.max_items if self._endpoint == "batch" else 1
+        self._window = Windower(
+            max_items, settings.batch.max_bytes, settings.batch.linger_ms / 1000
+        )
+        self._tracker = OffsetTracker()
+        rl = settings.gameball.rate_limit
+        self._limiter = (
+            RateLimiter(
+                [Window(rl.per_second, 1.0), Window(rl.per_30_seconds, 30.0)], rl.margin_ms / 1000
+            )
+            if rl.enabled
+            else None
+        )
+        self._abandon = threading.Event()
+        self._sender = Sender(
+            client,
+            self._limiter,
+            settings.gameball.retry,
+            _SenderHooks(metrics, health, self._endpoint),
+            self._abandon,
+            clock,
+        )
+        self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
+        self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
+        self._inflight = 0
+        self._paused = False
+        self._dlq_pending = 0
+        self._next_commit = 0.0
+        self._accepted_events = 0
+        self._every = _Every(60.0)
+        self._source = Source(
+            settings,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_stats=self._on_stats,
+            on_error=self._on_kafka_error,
+            on_commit=self._on_commit,
+        )
+        self._consumed: dict[str, Any] = {}
+        self._skipped: dict[tuple[str, str], Any] = {}
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, then drain and commit. Raises only on start-up."""
+        self._source.open()
+        self._health.started = True
+        log.info(
+            "connector started",
+            extra={
+                "topics": self._s.subscription(),
+                "group": self._s.kafka.group_id,
+                "endpoint": self._endpoint,
+            },
+        )
+        commit_every = self._s.kafka.commit_interval_ms / 1000
+        window = self._window
+        try:
+            while not stop.is_set():
+                self._health.beat()
+                now = self._clock()
+                due = window.poll(now)
+                busy = self._inflight or window.sealed()
+                timeout = 0.05 if busy else min(due if due is not None else 0.5, 0.5)
+                msgs = self._source.consume(CONSUME_BATCH, timeout)
+                if msgs:
+                    self._ingest(msgs)
+                self._collect()
+                self._dispatch()
+                self._backpressure()
+                if self._dlq is not None:
+                    self._dlq.poll()
+                now = self._clock()
+                if now >= self._next_commit:
+                    self._commit(asynchronous=True)
+                    self._next_commit = now + commit_every
+        finally:
+            self._shutdown()
+
+    def _ingest(self, msgs: list[Any]) -> None:
+        now = self._clock()
+        tracker_get = self._tracker.get
+        mapper_map = self._mapper.map
+        add = self._window.add
+        dumps = orjson.dumps
+        counts: dict[str, int] = {}
+        for msg in msgs:
+            if msg.error() is not None:
+                self._on_kafka_error(msg.error())
+                continue
+            topic = msg.topic()
+            counts[topic] = counts.get(topic, 0) + 1
+            part = tracker_get(topic, msg.partition())
+            out = mapper_map(msg)
+            if out.__class__ is list:
+                part.read(msg.offset(), len(out))
+                for ev in out:
+                    ev.ticket = part
+                    ev.payload = dumps(ev.metadata)
+                    add(ev, now)
+            elif isinstance(out, Skip):
+                part.read(msg.offset(), 0)
+                key = (topic, out.reason)
+                child = self._skipped.get(key)
+                if child is None:
+                    child = self._skipped[key] = self._m.records_skipped.labels(*key)
+                child.inc()
+            else:
+                part.read(msg.offset(), 1)
+                self._record_failed(msg, out)  # type: ignore[arg-type]
+        for topic, n in counts.items():
+            child = self._consumed.get(topic)
+            if child is None:
+                child = self._consumed[topic] = self._m.records_consumed.labels(topic)
+            child.inc(n)
+
+    def _dispatch(self) -> None:
+        limit = self._s.batch.max_in_flight
+        while self._inflight < limit:
+            batch = self._window.take()
+            if batch is None:
+                break
+            self._inflight += 1
+            fut = self._executor.submit(self._sender.deliver, batch)
+            fut.add_done_callback(self._done.put)
+        self._m.inflight.set(self._inflight)
+
+    def _collect(self, wait: float = 0.0) -> None:
+        """Handle every finished delivery (waiting up to `wait` for the first one)."""
+        try:
+            fut = self._done.get(timeout=wait) if wait > 0 else self._done.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._inflight -= 1
+            self._completed(fut.result())
+            try:
+                fut = self._done.get_nowait()
+            except queue.Empty:
+                break
+        self._m.inflight.set(self._inflight)
+
+    def _completed(self, delivery: Delivery) -> None:
+        wall = time.time()
+        for items, job_id in delivery.accepted:
+            oldest = None
+            n = 0
+            for item in items:
+                for ev in item.events.values():
+                    n += 1
+                    rec = ev.record
+                    ev.ticket.ack(rec.offset())
+                    kind, ts = rec.timestamp()
+                    if kind and (oldest is None or ts < oldest):
+                        oldest = ts
+            self._accepted_events += n
+            self._m.events_accepted.labels(self._endpoint).inc(n)
+            if oldest is not None:
+                self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
+            if job_id is not None and self._jobs is not None:
+                self._jobs.submit(job_id, items)
+        for item, answer in delivery.rejected:
+            for ev in item.events.values():
+                self._gameball_rejected(ev, answer)
+        if delivery.abandoned:
+            n = sum(len(i.events) for i in delivery.abandoned)
+            log.warning(
+                "delivery abandoned at shutdown or revoke; will be re-read", extra={"events": n}
+            )
+        self._window.complete(delivery.batch)
+
+    # --- bad records and dead letters ---------------------------------------------------
+
+    def _record_failed(self, record: RecordLike, err: RecordError) -> None:
+        topic = str(record.topic())
+        self._m.records_failed.labels(topic, err.stage, err.reason).inc()
+        headers = error_headers(record, err.stage, err.reason, err.detail, err.route)
+        self._dead_letter(record, err.reason, headers, str(err))
+
+    def _gameball_rejected(self, ev: Event, answer: Answer) -> None:
+        body = answer.body or {}
+        reason = "rejected" if answer.status and answer.status < 500 else "retries_exhausted"
+        headers = error_headers(
+            ev.record,
+            "gameball",
+            reason,
+            str(body.get("message") or answer.describe()),
+            extra={
+                "status": answer.status,
+                "code": body.get("code"),
+                "type": body.get("type"),
+                "requestId": answer.request_id,
+                "customerId": ev.customer_id,
+                "event": ev.name,
+            },
+        )
+        ticket = ev.ticket
+        offset = ev.record.offset()
+        self._dead_letter(
+            ev.record, reason, headers, answer.describe(), done=lambda: ticket.ack(offset)
+        )
+
+    def _dead_letter(
+        self,
+        record: RecordLike,
+        reason: str,
+        headers: list[tuple[str, bytes]],
+        why: str,
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Copy a record to the dead-letter topic; ack it only once the broker has it."""
+        topic = str(record.topic())
+        offset = record.offset()
+        if done is None:
+            part = self._tracker.get(topic, int(record.partition() or 0))
+
+            def done() -> None:
+                part.ack(offset)  # type: ignore[arg-type]
+
+        if self._dlq is None:
+            # No dead-letter topic: logged and counted, then committed like a skip.
+            if self._every(f"drop:{topic}:{reason}", self._clock()):
+                log.warning(
+                    "record cannot be delivered and no dead-letter topic is set",
+                    extra={
+                        "topic": topic,
+                        "partition": record.partition(),
+                        "offset": offset,
+                        "reason": why,
+                    },
+                )
+            done()
+            return
+        self._dlq_pending += 1
+        dlq = self._dlq
+
+        def delivered(err: KafkaError | None) -> None:
+            if err is not None:
+                log.error("dead-letter write failed, trying again", extra={"error": str(err)})
+                dlq.send(record, headers, delivered)
+                return
+            self._dlq_pending -= 1
+            self._m.dead_letters.labels(topic, reason).inc()
+            done()
+
+        dlq.send(record, headers, delivered)
+
+    # --- backpressure, commits ------------------------------------------------------------
+
+    def _backpressure(self) -> None:
+        buffered = self._window.buffered
+        bound = self._s.batch.max_buffered_events
+        if not self._paused and buffered >= bound:
+            self._paused = True
+            n = self._source.pause_all()
+            log.info(
+                "paused partitions: too many events waiting for Gameball",
+                extra={"buffered": buffered, "partitions": n},
+            )
+        elif self._paused and buffered <= bound // 2:
+            self._paused = False
+            n = self._source.resume_all()
+            log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
+        self._m.paused_partitions.set(len(self._source.paused))
+
+    def _commit(self, asynchronous: bool, only: Partitions | None = None) -> None:
+        offsets = self._tracker.to_commit()
+        if only is not None:
+            wanted = set(only)
+            offsets = [o for o in offsets if (o[0], o[1]) in wanted]
+        if not offsets:
+            return
+        ok = self._source.commit(offsets, asynchronous)
+        if asynchronous or ok:
+            for t, p, o in offsets:
+                self._tracker.mark_committed(t, p, o)
+        if not asynchronous:
+            self._m.commits.labels("ok" if ok else "failed").inc()
+            if ok:
+                for t, p, o in offsets:
+                    self._m.committed_offset.labels(t, str(p)).set(o)
+
+    def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        if err is not None:
+            self._m.commits.labels("failed").inc()
+            log.warning("asynchronous commit failed", extra={"error": str(err)})
+            for tp in parts:  # try again at the next interval
+                part = self._tracker.get(tp.topic, tp.partition)
+                part.committed = None
+            return
+        self._m.commits.labels("ok").inc()
+        for tp in parts:
+            if tp.error is None and tp.offset >= 0:
+                self._m.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
+
+    # --- rebalance ------------------------------------------------------------------------
+
+    def _on_assign(self, parts: Partitions) -> None:
+        for topic, partition in parts:
+            self._tracker.assign(topic, partition)
+        self._m.rebalances.labels("assign").inc()
+        self._after_rebalance()
+        if self._paused:
+            self._source.pause_all()
+        log.info("partitions assigned", extra={"partitions": [f"{t}[{p}]" for t, p in parts]})
+
+    def _on_revoke(self, parts: Partitions, lost: bool) -> None:
+        self._m.rebalances.labels("lost" if lost else "revoke").inc()
+        if not lost:
+            wanted = [self._tracker.get(t, p) for t, p in parts]
+            self._drain(
+                lambda: all(w.outstanding() == 0 for w in wanted), self._s.shutdown.drain_seconds
+            )
+            self._commit(asynchronous=False, only=parts)
+        for topic, partition in parts:
+            self._tracker.revoke(topic, partition)
+        dropped = self._window.discard(lambda ev: bool(ev.ticket.revoked))
+        log.info(
+            "partitions revoked",
+            extra={
+                "partitions": [f"{t}[{p}]" for t, p in parts],
+                "lost": lost,
+                "dropped_events": dropped,
+            },
+        )
+        self._after_rebalance(exclude=parts)
+
+    def _after_rebalance(self, exclude: Partitions = ()) -> None:  # type: ignore[assignment]
+        owned = len(self._source.assigned - set(exclude))
+        self._m.assigned_partitions.set(owned)
+        if self._limiter is not None:
+            try:
+                total = self._source.total_partitions()
+            except Exception as exc:
+                log.warning(
+                    "cannot read topic metadata for the quota share", extra={"error": str(exc)}
+                )
+                return
+            self._limiter.set_share(owned, total)
+            log.info(
+                "rate limit share",
+                extra={"owned": owned, "total": total, "share": round(self._limiter.share, 3)},
+            )
+
+    # --- draining and shutdown --------------------------------------------------------------
+
+    def _drain(self, finished: Callable[[], bool], seconds: float) -> bool:
+        """Send and complete what is buffered until `finished()` or the deadline."""
+        deadline = self._clock() + seconds
+        self._window.flush()
+        while not finished():
+            if self._clock() >= deadline:
+                return False
+            self._health.beat()
+            self._dispatch()
+            self._collect(wait=0.05)
+            self._window.flush()
+            if self._dlq is not None:
+                self._dlq.poll()
+        return True
+
+    def _shutdown(self) -> None:
+        self._health.stopping = True
+        drain = self._s.shutdown.drain_seconds
+        drained = self._drain(
+            lambda: self._inflight == 0 and self._window.is_empty() and self._dlq_pending == 0,
+            drain,
+        )
+        if not drained:
+            log.warning(
+                "drain time over: abandoning what is still in flight",
+                extra={"inflight": self._inflight, "buffered": self._window.buffered},
+            )
+            self._abandon.set()
+            self._drain(lambda: self._inflight == 0, 5.0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._dlq is not None:
+            left = self._dlq.flush(5.0)
+            if left:
+                log.error("dead-letter copies not acknowledged", extra={"records": left})
+            self._collect()
+        if self._jobs is not None:
+            self._jobs.close(2.0)
+        self._commit(asynchronous=False)
+        self._source.close()
+        self._client.close()
+        log.info(
+            "connector stopped",
+            extra={"events_accepted": self._accepted_events, "drained": drained},
+        )
+
+    # --- librdkafka callbacks ---------------------------------------------------------------
+
+    def _on_stats(self, raw: str) -> None:
+        try:
+            stats = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+        self._health.broker_reachable = up
+        for tname, topic in stats.get("topics", {}).items():
+            for pid, p in topic.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if (
+                    pid != "-1"
+                    and lag is not None
+                    and lag >= 0
+                    and (tname, int(pid)) in self._source.assigned
+                ):
+                    self._m.consumer_lag.labels(tname, pid).set(lag)
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._health.broker_reachable = False
+        if self._every(f"kafka:{err.code()}", self._clock()):
+            log.warning("kafka: %s", err.str(), extra={"fatal": err.fatal()})

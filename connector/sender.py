@@ -1,0 +1,186 @@
+"""Deliver one batch to Gameball: rate limit, retry, bisect, and report the outcome.
+
+Runs on a sender thread (the pipeline keeps up to `max_in_flight` of them busy) so
+the poll loop never sleeps. Retries use tenacity: exponential backoff with full
+jitter, at least `Retry-After`; unlimited by default (`retry.max_attempts: 0`),
+because losing a loyalty event is worse than waiting. A rejected batch (4xx with a
+payload or customer error) is split in halves until the bad items are alone; the
+good ones are delivered. Authentication/account errors never give up and never
+reject data: they wait `auth_backoff_ms` and try again. See docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import tenacity
+
+from connector.config import RetrySettings
+from connector.gameball import (
+    Action,
+    Answer,
+    GameballClient,
+    Verdict,
+    classify,
+    encode_batch,
+    encode_item,
+)
+from connector.ratelimit import RateLimiter
+from connector.records import Batch, Item
+
+
+class SenderHooks(Protocol):
+    """What the sender tells the outside world (metrics, health, logs)."""
+
+    def request_done(self, status: int | None, seconds: float, items: int) -> None: ...
+    def retrying(self, reason: str, answer: Answer, batch: Batch) -> None: ...
+    def possible_duplicate(self, batch: Batch) -> None: ...
+    def rate_limited(self, seconds: float) -> None: ...
+    def halted(self, answer: Answer, verdict: Verdict) -> None: ...
+    def recovered(self) -> None: ...
+
+
+@dataclass
+class Delivery:
+    """The outcome of one batch. Every item is in exactly one list."""
+
+    batch: Batch
+    accepted: list[tuple[list[Item], int | None]] = field(default_factory=list)  # (items, jobId)
+    rejected: list[tuple[Item, Answer]] = field(default_factory=list)
+    abandoned: list[Item] = field(default_factory=list)  # shutdown/revoke cut it short
+    possible_duplicates: int = 0
+
+
+class _Again(Exception):
+    def __init__(self, answer: Answer, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.answer = answer
+        self.verdict = verdict
+
+
+class _Abandoned(Exception):
+    pass
+
+
+class Sender:
+    """Shared by all sender threads; holds no per-batch state."""
+
+    def __init__(
+        self,
+        client: GameballClient,
+        limiter: RateLimiter | None,
+        retry: RetrySettings,
+        hooks: SenderHooks,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._retry = retry
+        self._hooks = hooks
+        self._stop = stop
+        self._clock = clock
+        self._encode = encode_batch if client.endpoint == "batch" else encode_item
+        self._halted = False
+        self._backoff = tenacity.wait_random_exponential(
+            multiplier=retry.initial_backoff_ms / 1000, max=retry.max_backoff_ms / 1000
+        )
+
+    def deliver(self, batch: Batch) -> Delivery:
+        """Send `batch` until every item is accepted, rejected or abandoned (on stop)."""
+        result = Delivery(batch)
+        self._deliver(batch, batch.items, result)
+        return result
+
+    def _deliver(self, batch: Batch, items: list[Item], result: Delivery) -> None:
+        part = batch if items is batch.items else Batch(items, batch.seq)
+        try:
+            answer, verdict = self._send_until_decided(part, result)
+        except _Abandoned:
+            result.abandoned.extend(items)
+            return
+        if verdict.action is Action.ACCEPTED:
+            job = answer.body.get("jobId") if answer.body else None
+            result.accepted.append((items, job if isinstance(job, int) else None))
+        elif len(items) == 1:
+            result.rejected.append((items[0], answer))
+        else:
+            mid = len(items) // 2
+            self._deliver(batch, items[:mid], result)
+            self._deliver(batch, items[mid:], result)
+
+    def _send_until_decided(self, batch: Batch, result: Delivery) -> tuple[Answer, Verdict]:
+        body = self._encode(batch)
+
+        def attempt() -> tuple[Answer, Verdict]:
+            self._wait_for_slot()
+            started = self._clock()
+            answer = self._client.send(body)
+            self._hooks.request_done(answer.status, self._clock() - started, len(batch))
+            verdict = classify(answer)
+            if answer.maybe_sent:
+                result.possible_duplicates += len(batch)
+                self._hooks.possible_duplicate(batch)
+            if verdict.action in (Action.RETRY, Action.HALT):
+                if answer.status == 429 and self._limiter is not None:
+                    self._limiter.throttled(self._clock(), answer.retry_after)
+                if verdict.action is Action.HALT:
+                    self._halted = True
+                    self._hooks.halted(answer, verdict)
+                else:
+                    self._hooks.retrying(verdict.reason, answer, batch)
+                raise _Again(answer, verdict)
+            if self._halted:
+                self._halted = False
+                self._hooks.recovered()
+            return answer, verdict
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Again),
+            wait=self._wait,
+            stop=self._should_stop,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Again as exc:  # attempts exhausted: the data goes to the dead-letter topic
+            if self._stop.is_set():
+                raise _Abandoned from None
+            return exc.answer, Verdict(Action.REJECT, "retries_exhausted")
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Again):
+            if exc.verdict.action is Action.HALT:
+                return self._retry.auth_backoff_ms / 1000
+            return max(exc.answer.retry_after or 0.0, float(self._backoff(state)))
+        return float(self._backoff(state))
+
+    def _should_stop(self, state: tenacity.RetryCallState) -> bool:
+        if self._stop.is_set():
+            raise _Abandoned
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Again) and exc.verdict.action is Action.HALT:
+            return False  # credentials are not the data's fault: never give up on it
+        limit = self._retry.max_attempts
+        return bool(limit) and state.attempt_number >= limit
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Abandoned
+
+    def _wait_for_slot(self) -> None:
+        if self._limiter is None:
+            return
+        while True:
+            delay = self._limiter.acquire(self._clock())
+            if delay <= 0:
+                return
+            self._hooks.rate_limited(delay)
+            if self._stop.wait(delay):
+                raise _Abandoned

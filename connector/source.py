@@ -1,0 +1,168 @@
+"""The Kafka side: a thin, lazy wrapper around `confluent_kafka.Consumer`.
+
+Properties are librdkafka's own dotted names, passed through as they are
+(https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md), merged in
+one visible order: our defaults, then `kafka.properties`, then the settings the
+commit protocol depends on. No network before `open()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from connector.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "session.timeout.ms": 45000,
+    "max.poll.interval.ms": 300000,
+    "fetch.wait.max.ms": 100,
+    "statistics.interval.ms": 5000,
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+# What the commit protocol needs; user properties cannot change these.
+REQUIRED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+}
+
+Partitions = list[tuple[str, int]]
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """defaults -> user `kafka.properties` -> required, in this order."""
+    conf: dict[str, Any] = dict(DEFAULTS)
+    conf.update(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": settings.kafka.group_id,
+            "auto.offset.reset": settings.kafka.auto_offset_reset,
+        }
+    )
+    conf.update(settings.kafka.properties)
+    conf.update(REQUIRED)
+    return conf
+
+
+class Source:
+    """Subscribes, polls, pauses, commits. Used only from the pipeline's loop thread.
+
+    Rebalance callbacks run inside `consume()`; `on_assign`/`on_revoke` receive
+    (topic, partition) lists. `on_lost` is treated as a revoke without commit.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_assign: Callable[[Partitions], None],
+        on_revoke: Callable[[Partitions, bool], None],
+        on_stats: Callable[[str], None] | None = None,
+        on_error: Callable[[KafkaError], None] | None = None,
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._on_stats = on_stats
+        self._on_error = on_error
+        self._on_commit = on_commit
+        self._consumer: Consumer | None = None
+        self.assigned: set[tuple[str, int]] = set()
+        self.paused: set[tuple[str, int]] = set()
+
+    def open(self) -> None:
+        conf = consumer_config(self._settings)
+        if self._on_stats is not None:
+            conf["stats_cb"] = self._on_stats
+        else:
+            conf.pop("statistics.interval.ms", None)
+        if self._on_error is not None:
+            conf["error_cb"] = self._on_error
+        if self._on_commit is not None:
+            conf["on_commit"] = self._on_commit
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe(
+            self._settings.subscription(),
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("Source.open() was not called")
+        return self._consumer
+
+    def _assigned(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        got = [(tp.topic, tp.partition) for tp in parts]
+        self.assigned.update(got)
+        self._on_assign(got)
+
+    def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        gone = [(tp.topic, tp.partition) for tp in parts]
+        self._on_revoke(gone, False)
+        self.assigned.difference_update(gone)
+        self.paused.difference_update(gone)
+
+    def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        gone = [(tp.topic, tp.partition) for tp in parts]
+        self._on_revoke(gone, True)
+        self.assigned.difference_update(gone)
+        self.paused.difference_update(gone)
+
+    def consume(self, max_records: int, timeout: float) -> list[Message]:
+        return self.consumer.consume(max_records, timeout)
+
+    def pause_all(self) -> int:
+        todo = self.assigned - self.paused
+        if todo:
+            self.consumer.pause([TopicPartition(t, p) for t, p in todo])
+            self.paused |= todo
+        return len(todo)
+
+    def resume_all(self) -> int:
+        todo = self.paused & self.assigned
+        if todo:
+            self.consumer.resume([TopicPartition(t, p) for t, p in todo])
+        self.paused.clear()
+        return len(todo)
+
+    def commit(self, offsets: list[tuple[str, int, int]], asynchronous: bool) -> bool:
+        """Commit next-offsets-to-read; False when a synchronous commit failed."""
+        if not offsets:
+            return True
+        tps = [TopicPartition(t, p, o) for t, p, o in offsets]
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=tps, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit failed: %s", exc)
+            return False
+        return True
+
+    def total_partitions(self, timeout: float = 5.0) -> int:
+        """Partitions of every subscribed topic (the denominator of the quota share)."""
+        import re
+
+        meta = self.consumer.list_topics(timeout=timeout)
+        subs = self._settings.subscription()
+        total = 0
+        for name, topic in meta.topics.items():
+            for sub in subs:
+                if (sub.startswith("^") and re.match(sub, name)) or sub == name:
+                    total += len(topic.partitions)
+                    break
+        return total
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -1,0 +1,203 @@
+"""Prometheus metrics (on an injected registry) and the /metrics /healthz /readyz server.
+
+The metric names are a public contract: the Grafana dashboard and the alert rules
+in the Helm chart use them (docs/metrics.md describes each one).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from connector import __version__
+
+P = "gameball_connector_"
+
+
+class Metrics:
+    """Every metric the connector exports, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.records_consumed = Counter(
+            P + "records_consumed", "Records read from Kafka.", ["topic"], registry=r
+        )
+        self.records_skipped = Counter(
+            P + "records_skipped",
+            "Records that produced no event on purpose.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.records_failed = Counter(
+            P + "records_failed",
+            "Records that could not be decoded or mapped.",
+            ["topic", "stage", "reason"],
+            registry=r,
+        )
+        self.events_accepted = Counter(
+            P + "events_accepted", "Events Gameball accepted.", ["endpoint"], registry=r
+        )
+        self.requests = Counter(
+            P + "requests",
+            "Requests to Gameball by HTTP status (error = no answer).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            P + "request_duration_seconds",
+            "Time of one Gameball request.",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.batch_items = Histogram(
+            P + "batch_items",
+            "Items per request.",
+            buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+            registry=r,
+        )
+        self.retries = Counter(
+            P + "retries", "Requests sent again, by reason.", ["endpoint", "reason"], registry=r
+        )
+        self.possible_duplicates = Counter(
+            P + "possible_duplicates",
+            "Events re-sent after an answer was lost once they may have been accepted.",
+            registry=r,
+        )
+        self.inflight = Gauge(P + "inflight_requests", "Requests under way.", registry=r)
+        self.rate_limit_delay = Counter(
+            P + "rate_limit_delay_seconds",
+            "Time sends waited for the client-side rate limiter.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            P + "dead_letter_records",
+            "Records written to the dead-letter topic.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.commits = Counter(P + "commits", "Offset commits by result.", ["result"], registry=r)
+        self.committed_offset = Gauge(
+            P + "committed_offset",
+            "Last committed offset (next to read).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            P + "consumer_lag",
+            "Consumer lag from librdkafka statistics.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            P + "assigned_partitions", "Partitions assigned to this replica.", registry=r
+        )
+        self.rebalances = Counter(
+            P + "rebalances", "Rebalance callbacks by kind.", ["kind"], registry=r
+        )
+        self.paused_partitions = Gauge(
+            P + "paused_partitions", "Partitions paused for backpressure.", registry=r
+        )
+        self.end_to_end = Histogram(
+            P + "end_to_end_seconds",
+            "Record timestamp to acceptance, for the oldest record of each accepted request.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=r,
+        )
+        self.jobs = Counter(P + "jobs", "Batch jobs by final status.", ["status"], registry=r)
+        self.job_items_failed = Counter(
+            P + "job_items_failed", "Items a batch job reported as failed.", registry=r
+        )
+        self.ready = Gauge(P + "ready", "1 when the connector is ready.", registry=r)
+        self.build_info = Gauge(
+            P + "build_info", "Constant 1, labelled with the version.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+
+
+class Health:
+    """Liveness and readiness, updated by the pipeline, read by the HTTP server."""
+
+    def __init__(
+        self, liveness_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._timeout = liveness_timeout
+        self._clock = clock
+        self._beat = clock()
+        self.started = False
+        self.broker_reachable = True
+        self.auth_failing = False
+        self.stopping = False
+
+    def beat(self) -> None:
+        """Called by the poll loop on every turn."""
+        self._beat = self._clock()
+
+    def live(self) -> tuple[bool, str]:
+        age = self._clock() - self._beat
+        if age > self._timeout:
+            return False, f"poll loop has not run for {age:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "starting"
+        if self.stopping:
+            return False, "shutting down"
+        if self.auth_failing:
+            return False, "Gameball rejects the credentials"
+        if not self.broker_reachable:
+            return False, "no Kafka broker reachable"
+        return True, "ok"
+
+
+class TelemetryServer:
+    """Serves /metrics, /healthz and /readyz on a daemon thread."""
+
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, health: Health, metrics: Metrics
+    ) -> None:
+        tele = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    ok, _ = health.ready()
+                    metrics.ready.set(1 if ok else 0)
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    ok, why = health.live() if path == "/healthz" else health.ready()
+                    self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # scrapes every few seconds are not news
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=tele._server.serve_forever, name="telemetry", daemon=True
+        )
+
+    def start(self) -> TelemetryServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,19 +1,33 @@
 """Compile the `mappings` routes into a `Mapper`: one Kafka record -> events, a skip or an error.
 
-Called by the pipeline for every record (`Mapper.map`), and by the `map` dry run. The
-mapper is pure: no I/O, no clock; bad data never raises, it comes back as a `RecordError`.
+Called by the pipeline for every record (`Mapper.map`) and by the `map` dry run
+(`Mapper.explain`). Pure: no I/O, no clock. Bad data never raises: it comes back as a
+`DecodeError`/`MappingError` naming the route. Semantics: docs/mapping.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jmespath
 import orjson
-from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions, signature
 
-from connector.mapping_schema import RouteSettings
+from connector.decode import Decoder, decoder_for
+from connector.mapping_schema import (
+    ENVELOPE_FUNCTION,
+    Expression,
+    FixedEvent,
+    MetadataField,
+    RouteSettings,
+    TopicSettings,
+    parse_expression,
+)
 from connector.records import (
     ConfigError,
     DecodeError,
@@ -24,172 +38,813 @@ from connector.records import (
     Skip,
 )
 
-Getter = Callable[[Any], Any]
+# Compiled expression: (decoded value, record) -> result; None when absent, as in JMESPath.
+Getter = Callable[[Any, RecordLike], Any]
 
 SKIP_FILTERED = Skip("filtered")
 SKIP_TOMBSTONE = Skip("tombstone")
 SKIP_UNMATCHED = Skip("unmatched")
 
+_FILTERED: Any = object()  # a route took the record and chose to emit nothing
+_MISSING: Any = object()
+_LOOKUP_ERRORS = (KeyError, TypeError, IndexError)
 
-def _plain_path(parsed: dict[str, Any]) -> list[str] | None:
-    """The field names of a plain dotted path (`a.b."c-d"`), or None for real JMESPath."""
-    kind = parsed["type"]
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "subexpression":
-        out: list[str] = []
-        for child in parsed["children"]:
-            part = _plain_path(child)
+
+# --- the envelope: @key, @headers, @topic, @partition, @offset, @timestamp --------------
+
+
+def _header_text(raw: bytes | str | None) -> str | None:
+    # Header values are bytes; unrelated binary headers must not fail a record.
+    if raw is None or isinstance(raw, str):
+        return raw
+    return raw.decode("utf-8", "replace")
+
+
+def _header(record: RecordLike, name: str) -> str | None:
+    headers = record.headers()
+    if headers:
+        for key, raw in reversed(headers):  # the last header of a name wins
+            if key == name:
+                return _header_text(raw)
+    return None
+
+
+def _all_headers(record: RecordLike) -> dict[str, str | None]:
+    return {key: _header_text(raw) for key, raw in record.headers() or ()}
+
+
+def _key(record: RecordLike, decode: Decoder) -> Any:
+    raw = record.key()
+    if raw is None:
+        return None
+    try:
+        return decode(raw)
+    except DecodeError as err:
+        raise DecodeError("invalid_key", f"record key: {err.detail}") from None
+
+
+def _timestamp(record: RecordLike) -> int | None:
+    kind, ms = record.timestamp()
+    return ms if kind != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
+
+
+def envelope_value(record: RecordLike, name: str, key_decoder: Decoder) -> Any:
+    """The value of `@name` for one record (see ENVELOPE_FIELDS)."""
+    if name == "key":
+        return _key(record, key_decoder)
+    if name == "headers":
+        return _all_headers(record)
+    if name == "timestamp":
+        return _timestamp(record)
+    if name == "topic":
+        return record.topic()
+    if name == "partition":
+        return record.partition()
+    return record.offset()
+
+
+class _EnvelopeFunctions(Functions):
+    """Gives real JMESPath expressions the envelope; `record` is set before each search."""
+
+    def __init__(self, key_decoder: Decoder) -> None:
+        super().__init__()
+        self.key_decoder = key_decoder
+        self.record: RecordLike | None = None
+
+    @signature({"types": ["string"]})
+    def _func__gb_envelope(self, name: str) -> Any:
+        assert self.record is not None
+        return envelope_value(self.record, name, self.key_decoder)
+
+
+# --- compiling expressions -----------------------------------------------------------
+
+
+def _chain(node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if node["type"] == "subexpression":
+        out: list[dict[str, Any]] = []
+        for child in node["children"]:
+            part = _chain(child)
             if part is None:
                 return None
             out.extend(part)
         return out
+    if node["type"] in ("field", "current", "function_expression"):
+        return [node]
     return None
 
 
-def _path_getter(keys: list[str]) -> Getter:
-    # Direct lookups, specialised by depth: a dict miss or a non-dict is None, as in JMESPath.
+def _plain(parsed: dict[str, Any]) -> tuple[str | None, list[str]] | None:
+    """(envelope field or None, field names) for a plain path, None for real JMESPath."""
+    chain = _chain(parsed)
+    if not chain:
+        return None
+    root: str | None = None
+    first = chain[0]
+    if first["type"] == "function_expression":
+        args = first["children"]
+        if first["value"] != ENVELOPE_FUNCTION or len(args) != 1:
+            return None
+        root = args[0]["value"]
+        chain = chain[1:]
+    elif first["type"] == "current":
+        chain = chain[1:]
+    if any(n["type"] != "field" for n in chain):
+        return None
+    return root, [n["value"] for n in chain]
+
+
+def _walk(v: Any, keys: Sequence[str]) -> Any:
+    try:
+        for k in keys:
+            v = v[k]
+    except _LOOKUP_ERRORS:
+        return None
+    # A list/str indexed by a name raises TypeError above; a dict miss is None, as in JMESPath.
+    return v
+
+
+def _value_path(keys: list[str]) -> Getter:
+    # Specialised by depth: these run several times per record on the hot path.
+    if not keys:
+        return lambda v, r: v
     if len(keys) == 1:
         (k1,) = keys
 
-        def get1(v: Any) -> Any:
+        def get1(v: Any, r: RecordLike) -> Any:
             try:
                 return v[k1]
-            except (KeyError, TypeError, IndexError):
+            except _LOOKUP_ERRORS:
                 return None
 
         return get1
     if len(keys) == 2:
         k1, k2 = keys
 
-        def get2(v: Any) -> Any:
+        def get2(v: Any, r: RecordLike) -> Any:
             try:
                 return v[k1][k2]
-            except (KeyError, TypeError, IndexError):
+            except _LOOKUP_ERRORS:
                 return None
 
         return get2
+    if len(keys) == 3:
+        k1, k2, k3 = keys
 
-    def getn(v: Any) -> Any:
-        try:
-            for k in keys:
-                v = v[k]
-        except (KeyError, TypeError, IndexError):
-            return None
-        return v
-
-    return getn
-
-
-def compile_expression(text: str, fast: bool = True) -> Getter:
-    """Compile one expression; raise ValueError with a readable reason if it is invalid."""
-    try:
-        compiled = jmespath.compile(text)
-    except JMESPathError as exc:
-        raise ValueError(f"invalid JMESPath expression {text!r}: {exc}") from None
-    keys = _plain_path(dict(compiled.parsed)) if fast else None
-    if keys is not None and all(isinstance(k, str) for k in keys):
-        return _path_getter(keys)
-    return compiled.search
-
-
-class _Route:
-    __slots__ = ("customer_id", "event", "metadata", "name", "when")
-
-    def __init__(self, name: str, settings: RouteSettings, where: str, problems: list[str]):
-        self.name = name
-        self.when: Getter | None = None
-        self.customer_id: Getter = _none
-        self.metadata: list[tuple[str, Getter]] = []
-        self.event = settings.event
-
-        def comp(text: str, key: str) -> Getter:
+        def get3(v: Any, r: RecordLike) -> Any:
             try:
-                return compile_expression(text)
-            except ValueError as exc:
-                problems.append(f"{where}.{key}: {exc}")
-                return _none
-
-        if settings.when is not None:
-            self.when = comp(settings.when, "when")
-        self.customer_id = comp(settings.customer_id, "customer_id")
-        for key, expr in settings.metadata.items():
-            self.metadata.append((key, comp(expr, f"metadata.{key}")))
-
-    def apply(self, value: Any, record: RecordLike) -> Event | RecordError | None:
-        """One event, None when `when` says no, or the error; never raises for bad data."""
-        try:
-            when = self.when
-            if when is not None and not _truthy(when(value)):
+                return v[k1][k2][k3]
+            except _LOOKUP_ERRORS:
                 return None
-            cid = _customer_id(self.customer_id(value))
-            if cid is None:
-                return MappingError(
-                    "missing_customer_id",
-                    "customer id is missing, null, empty or not a string/number",
-                    self.name,
-                )
-            metadata = {key: get(value) for key, get in self.metadata}
-        except JMESPathError as exc:
-            return MappingError("expression_failed", str(exc), self.name)
-        return Event(cid, self.event, metadata, record)
+
+        return get3
+    return lambda v, r: _walk(v, keys)
 
 
-def _none(_: Any) -> Any:
-    return None
+def _envelope_path(root: str, keys: list[str], key_decoder: Decoder) -> Getter:
+    if root == "headers" and keys:
+        name, rest = keys[0], keys[1:]
+        if not rest:
+            return lambda v, r: _header(r, name)
+        return lambda v, r: _walk(_header(r, name), rest)
+    if root == "key":
+        if not keys:
+            return lambda v, r: _key(r, key_decoder)
+        return lambda v, r: _walk(_key(r, key_decoder), keys)
+    if root == "topic" and not keys:
+        return lambda v, r: r.topic()
+    if root == "partition" and not keys:
+        return lambda v, r: r.partition()
+    if root == "offset" and not keys:
+        return lambda v, r: r.offset()
+    if root == "timestamp" and not keys:
+        return lambda v, r: _timestamp(r)
+    return lambda v, r: _walk(envelope_value(r, root, key_decoder), keys)
+
+
+def compile_getter(expr: Expression, key_decoder: Decoder, fast: bool = True) -> Getter:
+    """A callable for one checked expression: direct lookups for plain paths, else JMESPath.
+
+    `fast=False` forces the JMESPath interpreter (the benchmark's baseline).
+    """
+    plain = _plain(dict(expr.compiled.parsed)) if fast else None
+    if plain is not None:
+        root, keys = plain
+        if root is None:
+            return _value_path(keys)
+        return _envelope_path(root, keys, key_decoder)
+    search = expr.compiled.search
+    if not expr.envelope:
+        return lambda v, r: search(v)
+    functions = _EnvelopeFunctions(key_decoder)
+    options = jmespath.Options(custom_functions=functions)
+
+    def with_envelope(v: Any, r: RecordLike) -> Any:
+        functions.record = r
+        return search(v, options)
+
+    return with_envelope
+
+
+# --- value rules -----------------------------------------------------------------------
 
 
 def _truthy(result: Any) -> bool:
-    # JMESPath truthiness: false, null, empty string/list/object are false.
-    return result is not None and result is not False and result != "" and result != [] and (
-        result != {}
-    )
+    # JMESPath truthiness: false, null, "", [] and {} are false; everything else true.
+    return not (result is None or result is False or result == "" or result == [] or result == {})
 
 
-def _customer_id(raw: Any) -> str | None:
-    if isinstance(raw, str):
-        return raw if raw.strip() else None
-    if isinstance(raw, bool) or raw is None:
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scalar_text(value: Any) -> str | None:
+    """Strings as they are, numbers as their JSON text; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
         return None
-    if isinstance(raw, int):
-        return str(raw)
-    if isinstance(raw, float):
-        return str(int(raw)) if raw.is_integer() else repr(raw)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
     return None
 
 
-class Mapper:
-    """Routes compiled once; `map` turns one record into events, a `Skip` or a `RecordError`."""
+def _coerce_string(x: Any) -> Any:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    text = _scalar_text(x)
+    if text is not None:
+        return text
+    return orjson.dumps(x).decode()
 
-    def __init__(self, routes: Sequence[RouteSettings]) -> None:
+
+def _coerce_number(x: Any) -> Any:
+    if isinstance(x, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"{x!r} is not a finite number")
+        return x
+    if isinstance(x, str):
+        try:
+            return int(x.strip())
+        except ValueError:
+            pass
+        try:
+            f = float(x.strip())
+        except ValueError:
+            raise ValueError(f"{_short(x)} is not a number") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{_short(x)} is not a finite number")
+        return f
+    raise ValueError(f"{_kind(x)} is not a number")
+
+
+def _coerce_integer(x: Any) -> Any:
+    n = _coerce_number(x)
+    if isinstance(n, float):
+        if not n.is_integer():
+            raise ValueError(f"{_short(x)} is not a whole number")
+        return int(n)
+    return n
+
+
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off", ""})
+
+
+def _coerce_boolean(x: Any) -> Any:
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, int | float) and x in (0, 1):
+        return bool(x)
+    if isinstance(x, str):
+        word = x.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError(f"{_short(x)} is not a boolean")
+
+
+_UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def _epoch_seconds(number: float, unit: str) -> float:
+    if unit == "auto":
+        # 1e11 s is the year 5138 and 1e11 ms is 1973: numbers above it are not seconds.
+        size = abs(number)
+        unit = "s" if size < 1e11 else "ms" if size < 1e14 else "us"
+    return number * _UNIT_SECONDS[unit]
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _coerce_timestamp(unit: str) -> Callable[[Any], Any]:
+    def coerce(x: Any) -> Any:
+        try:
+            if isinstance(x, bool):
+                raise ValueError
+            if isinstance(x, int | float):
+                return _iso(datetime.fromtimestamp(_epoch_seconds(x, unit), UTC))
+            if isinstance(x, str):
+                text = x.strip()
+                try:
+                    return _iso(datetime.fromtimestamp(_epoch_seconds(float(text), unit), UTC))
+                except ValueError:
+                    pass
+                dt = datetime.fromisoformat(text)
+                return _iso(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+        except (ValueError, OverflowError, OSError):
+            pass
+        raise ValueError(f"{_short(x)} is not a timestamp (epoch number or ISO-8601 text)")
+
+    return coerce
+
+
+def _coercer(field: MetadataField) -> Callable[[Any], Any] | None:
+    if field.type is None:
+        return None
+    if field.type == "timestamp":
+        return _coerce_timestamp(field.unit)
+    return {
+        "string": _coerce_string,
+        "number": _coerce_number,
+        "integer": _coerce_integer,
+        "boolean": _coerce_boolean,
+    }[field.type]
+
+
+# --- routes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    key: str
+    getter: Getter | None  # None: a constant
+    constant: Any
+    default: Any
+    coerce: Callable[[Any], Any] | None
+    required: bool
+    text: str
+
+
+class _Route:
+    """One compiled route; `apply` builds its event for a record its topic already matched."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: RouteSettings,
+        key_decoder: Decoder,
+        fast: bool,
+        where: str,
+        problems: list[str],
+    ) -> None:
+        self.name = name
+        self.settings = settings
+
+        def comp(text: str, key: str) -> Getter:
+            try:
+                return compile_getter(parse_expression(text), key_decoder, fast)
+            except ValueError as exc:
+                problems.append(f"{where}.{key}: {exc}")
+                return lambda v, r: None
+
+        s = settings
+        self.when = comp(s.when, "when") if s.when is not None else None
+        self.customer_id = comp(s.customer_id, "customer_id")
+        self.event = s.event
+        self.event_from = comp(s.event_from, "event_from") if s.event_from is not None else None
+        self.event_map = s.event_map
+        self.event_default: Any = s.event_default or "dead_letter"
+        if isinstance(self.event_default, FixedEvent):
+            self.event_default = self.event_default.name
+
+        plain: list[tuple[str, Getter]] = []
+        fields: list[_Field] = []
+        for key, spec in s.metadata.items():
+            if isinstance(spec, str):
+                getter = comp(spec, f"metadata.{key}")
+                plain.append((key, getter))
+                fields.append(_Field(key, getter, None, None, None, False, spec))
+            elif spec.path is None:
+                fields.append(_Field(key, None, spec.value, None, None, False, ""))
+            else:
+                getter = comp(spec.path, f"metadata.{key}.path")
+                coerce = _coercer(spec)
+                fields.append(
+                    _Field(key, getter, None, spec.default, coerce, spec.required, spec.path)
+                )
+        self.include = [comp(text, f"include[{i}]") for i, text in enumerate(s.include)]
+        self.include_text = list(s.include)
+        self.exclude = [tuple(path.split(".")) for path in s.exclude]
+        self.drop_nulls = s.drop_nulls
+        self.source_key = s.source_key
+        # The common shape (only plain expressions, no options) takes a one-line path.
+        simple = len(plain) == len(fields) and not (
+            self.include or self.exclude or self.drop_nulls or self.source_key
+        )
+        self.plain: tuple[tuple[str, Getter], ...] | None = tuple(plain) if simple else None
+        self.fields = tuple(fields)
+
+    def apply(self, value: Any, record: RecordLike) -> Any:
+        """Event, None (`when` said no), _FILTERED, or a RecordError; never raises for data."""
+        try:
+            when = self.when
+            if when is not None and not _truthy(when(value, record)):
+                return None
+            name = self.event
+            if name is None:
+                name = self._event_name(value, record)
+                if name is _FILTERED or name.__class__ is MappingError:
+                    return name
+            raw = self.customer_id(value, record)
+            cid = (raw if raw.strip() else None) if raw.__class__ is str else _scalar_text(raw)
+            if not cid:
+                return self._bad_customer_id(raw)
+            plain = self.plain
+            if plain is not None:
+                metadata = {key: get(value, record) for key, get in plain}
+            else:
+                metadata = self._metadata(value, record)
+            return Event(cid, name, metadata, record)
+        except RecordError as err:
+            err.route = self.name
+            return err
+        except Exception as exc:  # JMESPath type errors and the like: the record's fault
+            return MappingError("expression_failed", f"{type(exc).__name__}: {exc}", self.name)
+
+    def _bad_customer_id(self, raw: Any) -> MappingError:
+        expr = self.settings.customer_id
+        if raw is None or raw == "" or (isinstance(raw, str) and not raw.strip()):
+            return MappingError(
+                "missing_customer_id", f"customer_id {expr!r} is missing, null or empty", self.name
+            )
+        return MappingError(
+            "invalid_customer_id",
+            f"customer_id {expr!r} is {_kind(raw)}, not a string or number",
+            self.name,
+        )
+
+    def _event_name(self, value: Any, record: RecordLike) -> Any:
+        assert self.event_from is not None
+        raw = self.event_from(value, record)
+        text = None if raw is None or raw == "" else _scalar_text(raw)
+        if isinstance(raw, bool):
+            text = "true" if raw else "false"
+        if text is None and raw is not None and raw != "":
+            return MappingError(
+                "invalid_event_name",
+                f"event_from {self.settings.event_from!r} is {_kind(raw)}, not a name",
+                self.name,
+            )
+        if self.event_map is not None and text is not None and text in self.event_map:
+            mapped = self.event_map[text]
+            return _FILTERED if mapped is None else mapped
+        if self.event_map is None and text is not None:
+            return text
+        default = self.event_default
+        if default == "skip":
+            return _FILTERED
+        if default == "dead_letter":
+            if text is None:
+                return MappingError(
+                    "missing_event_name",
+                    f"event_from {self.settings.event_from!r} is missing, null or empty",
+                    self.name,
+                )
+            return MappingError(
+                "unmapped_event", f"event_from value {_short(text)} is not in event_map", self.name
+            )
+        return default
+
+    def _metadata(self, value: Any, record: RecordLike) -> dict[str, Any]:
+        metadata: dict[str, Any] = {}
+        for i, get in enumerate(self.include):
+            obj = get(value, record)
+            if obj is None:
+                continue
+            if not isinstance(obj, dict):
+                raise MappingError(
+                    "include_not_object",
+                    f"include {self.include_text[i]!r} is {_kind(obj)}, not an object",
+                )
+            metadata.update(obj)
+        for f in self.fields:
+            if f.getter is None:
+                metadata[f.key] = f.constant
+                continue
+            x = f.getter(value, record)
+            if x is None:
+                if f.required:
+                    raise MappingError(
+                        "missing_field", f"metadata.{f.key}: {f.text!r} is missing or null"
+                    )
+                x = f.default
+            elif f.coerce is not None:
+                try:
+                    x = f.coerce(x)
+                except ValueError as exc:
+                    raise MappingError("coercion_failed", f"metadata.{f.key}: {exc}") from None
+            metadata[f.key] = x
+        for path in self.exclude:
+            _remove(metadata, path)
+        if self.drop_nulls:
+            metadata = {k: x for k, x in metadata.items() if x is not None}
+        if self.source_key is not None:
+            metadata[self.source_key] = {
+                "topic": record.topic(),
+                "partition": record.partition(),
+                "offset": record.offset(),
+            }
+        return metadata
+
+
+def _remove(metadata: dict[str, Any], path: tuple[str, ...]) -> None:
+    # Nested objects may be shared with the decoded value (and other routes' events):
+    # copy each level before removing from it.
+    node = metadata
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            return
+        child = dict(child)
+        node[part] = child
+        node = child
+    node.pop(path[-1], None)
+
+
+class _Plan:
+    """What to do with one topic's records, worked out on the first record of the topic."""
+
+    __slots__ = ("decoders", "routes", "single", "unmatched")
+
+    def __init__(
+        self,
+        routes: list[tuple[_Route, Decoder]],
+        unmatched: str,
+    ) -> None:
+        self.routes = tuple(r for r, _ in routes)
+        self.decoders = tuple(d for _, d in routes)
+        distinct = set(self.decoders)
+        self.single: Decoder | None = self.decoders[0] if len(distinct) == 1 else None
+        self.unmatched = unmatched
+
+    def unmatched_result(self, topic: str | None) -> Skip | MappingError:
+        if self.unmatched == "dead_letter":
+            if self.routes:
+                detail = f"no route of topic {topic!r} took the record (every 'when' was false)"
+            else:
+                detail = f"no route is configured for topic {topic!r}"
+            return MappingError("unmatched", detail)
+        return SKIP_UNMATCHED
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTrace:
+    """How one route treated one record (for `map --explain`)."""
+
+    route: str
+    outcome: str  # event, when_false, topic, filtered, error, not_reached
+    detail: str
+
+
+class Mapper:
+    """Routes compiled once; `map` turns one record into events, a `Skip` or a `RecordError`.
+
+    Built by the CLI at start-up (`run`, `validate`, `map`): building it is the complete
+    check of the mapping config, and it raises `ConfigError` with key paths. Not
+    thread-safe: one Mapper per thread that maps.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[RouteSettings],
+        topics: Mapping[str, TopicSettings] | None = None,
+        *,
+        decoders: Mapping[str, Decoder] | None = None,
+        fast_paths: bool = True,
+    ) -> None:
         problems: list[str] = []
-        self._by_topic: dict[str, list[_Route]] = {}
-        for i, settings in enumerate(routes):
-            name = settings.name or f"{settings.topic}.{settings.event}"
-            route = _Route(name, settings, f"mappings[{i}]", problems)
-            if settings.topic is not None:
-                self._by_topic.setdefault(settings.topic, []).append(route)
+        self._topics = dict(topics or {})
+        self._extra_decoders = dict(decoders or {})
+        star = self._topics.get("*", TopicSettings())
+        names = _route_names(routes, problems)
+        self._routes: list[_Route] = []
+        for i, (name, settings) in enumerate(zip(names, routes, strict=True)):
+            where = f"mappings[{i}]"
+            own = self._topics.get(settings.topic or "", TopicSettings())
+            key_format = settings.key_format or own.key_format or star.key_format or "string"
+            try:
+                key_decoder = decoder_for(key_format, self._extra_decoders)
+            except KeyError:
+                problems.append(f"{where}.key_format: no decoder for {key_format!r}")
+                key_decoder = decoder_for("string")
+            self._routes.append(_Route(name, settings, key_decoder, fast_paths, where, problems))
+        for topic, ts in self._topics.items():
+            if ts.value_format is not None:
+                try:
+                    decoder_for(ts.value_format, self._extra_decoders)
+                except KeyError:
+                    problems.append(
+                        f"topic_settings.{topic}.value_format: no decoder for {ts.value_format!r}"
+                    )
+        for i, route in enumerate(self._routes):
+            fmt = route.settings.value_format
+            if fmt is not None and fmt not in self._extra_decoders:
+                try:
+                    decoder_for(fmt)
+                except KeyError:
+                    problems.append(f"mappings[{i}].value_format: no decoder for {fmt!r}")
         if problems:
             raise ConfigError(problems)
+        self._plans: dict[str | None, _Plan] = {}
+
+    @property
+    def route_names(self) -> list[str]:
+        return [r.name for r in self._routes]
+
+    def _plan(self, topic: str | None) -> _Plan:
+        name = topic or ""
+        own = self._topics.get(name, TopicSettings())
+        star = self._topics.get("*", TopicSettings())
+        chosen: list[tuple[_Route, Decoder]] = []
+        for route in self._routes:
+            s = route.settings
+            if s.topic is not None:
+                if s.topic != name:
+                    continue
+            elif s.topic_pattern is None or not _fullmatch(s.topic_pattern, name):
+                continue
+            fmt = s.value_format or own.value_format or star.value_format or "json"
+            chosen.append((route, decoder_for(fmt, self._extra_decoders)))
+        unmatched = own.unmatched if name in self._topics else star.unmatched
+        plan = _Plan(chosen, unmatched)
+        self._plans[topic] = plan
+        return plan
 
     def map(self, record: RecordLike) -> list[Event] | Skip | RecordError:
-        """Called by the pipeline per record; never raises for bad data."""
-        routes = self._by_topic.get(record.topic() or "")
+        """Called by the pipeline per record; never raises for bad data.
+
+        A record matching several routes yields several events; if any matching route
+        fails, the whole record is the error (it goes to the dead-letter topic whole).
+        """
+        topic = record.topic()
+        plan = self._plans.get(topic)
+        if plan is None:
+            plan = self._plan(topic)
         raw = record.value()
         if raw is None:
             return SKIP_TOMBSTONE
-        if routes is None:
-            return SKIP_UNMATCHED
+        decode = plan.single
+        if decode is None:
+            return self._map_general(record, plan, None)
+        routes = plan.routes
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return DecodeError("invalid_json", str(exc), routes[0].name)
+            value = decode(raw)
+        except DecodeError as err:
+            err.route = routes[0].name
+            return err
         events: list[Event] = []
+        filtered = False
         for route in routes:
             out = route.apply(value, record)
             if out is None:
                 continue
-            if isinstance(out, RecordError):
-                return out
-            events.append(out)
-        return events if events else SKIP_FILTERED
+            if out.__class__ is Event:
+                events.append(out)
+            elif out is _FILTERED:
+                filtered = True
+            else:
+                return out  # type: ignore[no-any-return]
+        if events:
+            return events
+        return SKIP_FILTERED if filtered else plan.unmatched_result(topic)
+
+    def explain(
+        self, record: RecordLike
+    ) -> tuple[list[Event] | Skip | RecordError, list[RouteTrace]]:
+        """`map`, plus how every route treated the record (for `map --explain`)."""
+        topic = record.topic()
+        plan = self._plans.get(topic) or self._plan(topic)
+        trace: list[RouteTrace] = []
+        result = self._map_general(record, plan, trace)
+        seen = {t.route for t in trace}
+        for route in self._routes:
+            if route.name in seen:
+                continue
+            if route in plan.routes:
+                why = "a tombstone has no value" if record.value() is None else "not reached"
+                trace.append(RouteTrace(route.name, "not_reached", why))
+            else:
+                s = route.settings
+                want = f"{s.topic!r}" if s.topic is not None else f"pattern {s.topic_pattern!r}"
+                trace.append(RouteTrace(route.name, "topic", f"topic {topic!r} is not {want}"))
+        order = {name: i for i, name in enumerate(self.route_names)}
+        trace.sort(key=lambda t: order[t.route])
+        return result, trace
+
+    def _map_general(
+        self, record: RecordLike, plan: _Plan, trace: list[RouteTrace] | None
+    ) -> list[Event] | Skip | RecordError:
+        # Routes of one topic with different value formats, and --explain: decode each
+        # format once, keep going route by route.
+        raw = record.value()
+        if raw is None:
+            return SKIP_TOMBSTONE
+        values: dict[Decoder, Any] = {}
+        events: list[Event] = []
+        filtered = False
+        for route, decode in zip(plan.routes, plan.decoders, strict=True):
+            value = values.get(decode, _MISSING)
+            if value is _MISSING:
+                try:
+                    value = values[decode] = decode(raw)
+                except DecodeError as err:
+                    err.route = route.name
+                    if trace is not None:
+                        trace.append(RouteTrace(route.name, "error", f"{err.reason}: {err.detail}"))
+                    return err
+            out = route.apply(value, record)
+            if out is None:
+                if trace is not None:
+                    assert route.settings.when is not None and route.when is not None
+                    got = _short(route.when(value, record))
+                    why = f"when {route.settings.when!r} gave {got}"
+                    trace.append(RouteTrace(route.name, "when_false", why))
+            elif out.__class__ is Event:
+                events.append(out)
+                if trace is not None:
+                    trace.append(RouteTrace(route.name, "event", out.name))
+            elif out is _FILTERED:
+                filtered = True
+                if trace is not None:
+                    why = "event_map/event_default chose to skip this event name"
+                    trace.append(RouteTrace(route.name, "filtered", why))
+            else:
+                if trace is not None:
+                    trace.append(RouteTrace(route.name, "error", f"{out.reason}: {out.detail}"))
+                return out  # type: ignore[no-any-return]
+        if events:
+            return events
+        return SKIP_FILTERED if filtered else plan.unmatched_result(record.topic())
+
+
+def _fullmatch(pattern: str, topic: str) -> bool:
+    return re.fullmatch(pattern, topic) is not None
+
+
+def _route_names(routes: Sequence[RouteSettings], problems: list[str]) -> list[str]:
+    """Explicit names must be unique; derived ones (`topic/event`) get `#index` if they clash."""
+    explicit: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        if r.name is None:
+            continue
+        if r.name in explicit:
+            problems.append(
+                f"mappings[{i}].name: duplicate route name {r.name!r} "
+                f"(also mappings[{explicit[r.name]}])"
+            )
+        else:
+            explicit[r.name] = i
+    derived = [
+        r.name or f"{r.topic_label()}/{r.event if r.event is not None else r.event_from}"
+        for r in routes
+    ]
+    counts: dict[str, int] = {}
+    for name in derived:
+        counts[name] = counts.get(name, 0) + 1
+    unique = [
+        r.name is not None or (counts[name] == 1 and name not in explicit)
+        for name, r in zip(derived, routes, strict=True)
+    ]
+    return [
+        name if ok else f"{name}#{i}"
+        for i, (name, ok) in enumerate(zip(derived, unique, strict=True))
+    ]

@@ -1,22 +1,268 @@
 """The mapping section of the config: routes from Kafka records to Gameball events.
 
-Validated by pydantic when the config loads (so `validate` reports key paths);
-compiled into a fast `Mapper` by `connector.mapping`.
+Validated by pydantic when the config loads (so `validate` reports key paths); compiled
+into a fast `Mapper` by `connector.mapping`. The expression syntax lives here too, so a
+bad expression is a config error found at load time. Reference: docs/mapping.md.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+# Formats a value or key can be decoded from. A later `avro` joins this list together
+# with a decoder injected into the Mapper (see docs/mapping.md, "Decoders").
+ValueFormat = Literal["json", "string", "bytes-base64"]
+CoerceType = Literal["string", "number", "integer", "boolean", "timestamp"]
+
+# The record's envelope, addressed as `@key`, `@headers.name`, `@topic`, ...
+ENVELOPE_FIELDS = ("key", "headers", "topic", "partition", "offset", "timestamp")
+# Internal JMESPath function an envelope reference is rewritten to (not for users).
+ENVELOPE_FUNCTION = "_gb_envelope"
+_BUILTIN_FUNCTIONS = frozenset(Functions.FUNCTION_TABLE)
 
 
-class RouteSettings(BaseModel):
-    """One route: which records it takes and how it builds one event from each."""
-
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = None
-    topic: str | None = None
+
+# --- expressions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A checked expression: the user's text and the compiled JMESPath it became."""
+
+    text: str
+    compiled: ParsedResult
+    envelope: frozenset[str]  # envelope fields it reads ({"key", "headers"}, ...)
+
+
+def _rewrite_envelope(text: str) -> tuple[str, set[str]]:
+    """Replace `@name` (outside literals) with an envelope function call.
+
+    `@` directly followed by a letter is not valid JMESPath, so the syntax cannot clash
+    with a real expression; `@` alone and `@.x` keep their JMESPath meaning.
+    """
+    out: list[str] = []
+    used: set[str] = set()
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"`":  # raw string, quoted identifier, JSON literal: copy verbatim
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            i = j + 1
+            continue
+        if ch == "@" and i + 1 < n and (text[i + 1].isalpha() or text[i + 1] == "_"):
+            j = i + 1
+            while j < n and (text[j].isalnum() or text[j] == "_"):
+                j += 1
+            name = text[i + 1 : j]
+            if name not in ENVELOPE_FIELDS:
+                known = ", ".join("@" + f for f in ENVELOPE_FIELDS)
+                raise ValueError(f"unknown envelope field @{name} (known: {known})")
+            used.add(name)
+            out.append(f"{ENVELOPE_FUNCTION}('{name}')")
+            i = j
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out), used
+
+
+def _function_names(node: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(node, dict):
+        if node.get("type") == "function_expression":
+            names.add(node["value"])
+        for child in node.get("children", ()):
+            names |= _function_names(child)
+    return names
+
+
+def parse_expression(text: str) -> Expression:
+    """Check and compile one expression; raise ValueError with a one-line reason."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("expression is empty")
+    rewritten, used = _rewrite_envelope(text)
+    try:
+        compiled = jmespath.compile(rewritten)
+    except JMESPathError as exc:
+        reason = str(exc).splitlines()[0].removesuffix(", for expression:").rstrip(":")
+        raise ValueError(f"invalid expression {text!r}: {reason}") from None
+    for fn in _function_names(compiled.parsed) - _BUILTIN_FUNCTIONS:
+        if fn == ENVELOPE_FUNCTION and used:
+            continue
+        raise ValueError(f"invalid expression {text!r}: unknown function {fn}()")
+    return Expression(text, compiled, frozenset(used))
+
+
+def _check_expression(value: str | None) -> str | None:
+    if value is not None:
+        parse_expression(value)
+    return value
+
+
+# --- routes -------------------------------------------------------------------------
+
+
+class MetadataField(_Model):
+    """One metadata value in its long form: an expression or a constant, plus options."""
+
+    path: str | None = Field(default=None, description="expression for the value")
+    value: JsonValue = Field(default=None, description="a constant instead of a path")
+    default: JsonValue = Field(default=None, description="used when the path gives null")
+    type: CoerceType | None = None
+    unit: Literal["auto", "s", "ms", "us"] = "auto"
+    required: bool = False
+
+    _check_path = field_validator("path")(_check_expression)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetadataField:
+        has_value = "value" in self.model_fields_set
+        if (self.path is None) == (not has_value):
+            raise ValueError("give exactly one of 'path' (an expression) or 'value' (a constant)")
+        if has_value and ({"default", "type", "required"} & self.model_fields_set):
+            raise ValueError("a constant 'value' takes no 'default', 'type' or 'required'")
+        if "unit" in self.model_fields_set and self.type != "timestamp":
+            raise ValueError("'unit' applies only to type: timestamp")
+        return self
+
+
+class FixedEvent(_Model):
+    """`event_default: {name: X}`: unmapped values become event X."""
+
+    name: str = Field(min_length=1)
+
+
+class RouteSettings(_Model):
+    """One route: which records it takes and how it builds one event from each."""
+
+    name: str | None = Field(default=None, min_length=1)
+    topic: str | None = Field(default=None, min_length=1)
+    topic_pattern: str | None = Field(default=None, min_length=1)
     when: str | None = None
+    value_format: ValueFormat | None = None
+    key_format: ValueFormat | None = None
     customer_id: str
-    event: str
-    metadata: dict[str, str] = Field(default_factory=dict)
+    event: str | None = Field(default=None, min_length=1)
+    event_from: str | None = None
+    event_map: dict[str, str | None] | None = None
+    event_default: Literal["skip", "dead_letter"] | FixedEvent | None = None
+    metadata: dict[str, str | MetadataField] = Field(default_factory=dict)
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    drop_nulls: bool = False
+    source_key: str | None = Field(default=None, min_length=1)
+
+    _check_expr = field_validator("when", "customer_id", "event_from")(_check_expression)
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_shapes(cls, value: Any) -> Any:
+        # A plain string is an expression; a mapping is the long form. Checking here
+        # gives one clear message instead of pydantic's per-union-member errors.
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or not key:
+                    raise ValueError(f"metadata keys must be non-empty strings, got {key!r}")
+                if isinstance(item, str):
+                    try:
+                        parse_expression(item)
+                    except ValueError as exc:
+                        raise ValueError(f"{key}: {exc}") from None
+                elif not isinstance(item, dict):
+                    raise ValueError(
+                        f"{key}: must be an expression string or a mapping "
+                        "{path|value, default, type, unit, required}"
+                    )
+        return value
+
+    @field_validator("event_default", mode="before")
+    @classmethod
+    def _event_default_shape(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("skip", "dead_letter"):
+            raise ValueError(
+                f"must be 'skip', 'dead_letter' or {{name: <event name>}}, got {value!r}"
+            )
+        return value
+
+    @field_validator("include")
+    @classmethod
+    def _include_expressions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_expression(item)
+        return value
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_paths(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item or any(not part for part in item.split(".")):
+                raise ValueError(f"exclude entries are dotted metadata keys, got {item!r}")
+        return value
+
+    @field_validator("event_map")
+    @classmethod
+    def _event_names(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
+        for source, name in (value or {}).items():
+            if name == "":
+                raise ValueError(f"{source}: event name is empty (use null to skip it)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouteSettings:
+        if (self.topic is None) == (self.topic_pattern is None):
+            raise ValueError("a route needs exactly one of 'topic' or 'topic_pattern'")
+        if (self.event is None) == (self.event_from is None):
+            raise ValueError("a route needs exactly one of 'event' (a name) or 'event_from'")
+        if self.event is not None and (self.event_map is not None or self.event_default):
+            raise ValueError("'event_map' and 'event_default' need 'event_from', not 'event'")
+        return self
+
+    def topic_label(self) -> str:
+        """The topic or pattern, for derived route names and messages."""
+        return self.topic if self.topic is not None else str(self.topic_pattern)
+
+
+class TopicSettings(_Model):
+    """Per-topic options (`topic_settings: {name or "*": ...}`); a route's own option wins."""
+
+    value_format: ValueFormat | None = None
+    key_format: ValueFormat | None = None
+    unmatched: Literal["skip", "dead_letter"] = "skip"
+
+
+def route_subscription(routes: list[RouteSettings]) -> list[str]:
+    """What to subscribe to when `kafka.topics`/`topic_pattern` are empty: the routes' topics.
+
+    Called by `Settings.subscription`; any `topic_pattern` route turns the whole list
+    into one anchored regex, as librdkafka takes a regex subscription with a leading `^`.
+    """
+    names = sorted({r.topic for r in routes if r.topic is not None})
+    patterns = [r.topic_pattern for r in routes if r.topic_pattern is not None]
+    if not patterns:
+        return names
+    parts = [re.escape(n) for n in names] + [f"(?:{p})" for p in patterns]
+    return ["^(?:" + "|".join(parts) + ")$"]

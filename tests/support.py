@@ -1,0 +1,242 @@
+"""Helpers for integration tests: real broker, real CLI subprocess, deadlines.
+
+Nothing here fakes behaviour: it starts processes, produces real records and reads
+real committed offsets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+BIN = Path(sys.executable).parent / "gameball-connector"
+API_KEY = "sandbox-api-key"
+SECRET_KEY = "sandbox-secret-key"
+
+
+def unique(prefix: str) -> str:
+    """A fresh topic or group name per test."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes | dict[str, Any] | None],
+    key: Callable[[int], bytes | None] = lambda i: None,
+    headers: Callable[[int], list[tuple[str, bytes]] | None] = lambda i: None,
+    partition: Callable[[int], int] | None = None,
+) -> dict[int, int]:
+    """Produce records; returns end offsets per partition from the delivery reports.
+
+    tansu's watermarks are wrong after multi-record batches, so end offsets come from
+    what the broker acknowledged (test-infrastructure.md).
+    """
+    ends: dict[int, int] = {}
+    errors: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    for i, value in enumerate(values):
+        raw = orjson.dumps(value) if isinstance(value, dict) else value
+        kwargs: dict[str, Any] = {"value": raw, "key": key(i), "on_delivery": delivered}
+        hdrs = headers(i)
+        if hdrs:
+            kwargs["headers"] = hdrs
+        if partition is not None:
+            kwargs["partition"] = partition(i)
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0, "producer did not deliver everything"
+    assert not errors, errors[:3]
+    return ends
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets (next to read) per partition; -1001 when none."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> list[Any]:
+    """Read `expect` records from the start of `topic` (dead-letter checks)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+def connector_config(
+    bootstrap: str,
+    base_url: str,
+    topic: str,
+    group: str,
+    mappings: list[dict[str, Any]] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    """A complete connector config for tests; `sections` override/extend top-level keys."""
+    config: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "topics": [topic],
+            "properties": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+            "commit_interval_ms": 200,
+        },
+        "gameball": {
+            "base_url": base_url,
+            "api_key": "${GAMEBALL_API_KEY}",
+            "secret_key": "${GAMEBALL_SECRET_KEY}",
+            "rate_limit": {"enabled": False},
+            "job_tracking": {"enabled": False},
+            "retry": {"initial_backoff_ms": 20, "max_backoff_ms": 500},
+        },
+        "batch": {"max_items": 1000, "linger_ms": 100, "max_in_flight": 4},
+        "mappings": mappings
+        or [
+            {
+                "topic": topic,
+                "when": "type == 'order_placed'",
+                "customer_id": "customer.id",
+                "event": "place_order",
+                "metadata": {"order_id": "id", "amount": "total.amount"},
+            }
+        ],
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "logging": {"level": "INFO", "format": "json"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merged = dict(config[key])
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = {**merged[k], **v}
+                else:
+                    merged[k] = v
+            config[key] = merged
+        else:
+            config[key] = value
+    return config
+
+
+class ConnectorProcess:
+    """`gameball-connector run` as a subprocess, its output kept in a log file."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "connector",
+                 env: dict[str, str] | None = None) -> None:
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{name}.log"
+        self.env = {
+            **os.environ,
+            "GAMEBALL_API_KEY": API_KEY,
+            "GAMEBALL_SECRET_KEY": SECRET_KEY,
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ConnectorProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN), "run", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        return self
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_bytes().splitlines():
+            if line.startswith(b"{"):
+                try:
+                    out.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    pass
+        return out
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics_port(self, timeout: float = 20) -> int:
+        """The metrics port the process logged (config uses port 0)."""
+
+        def find() -> int | None:
+            for entry in self.logs():
+                if entry.get("msg") == "metrics and health served":
+                    return int(str(entry["address"]).rsplit(":", 1)[1].split("/")[0])
+            return None
+
+        return int(wait_until(find, timeout, "the metrics address in the log"))

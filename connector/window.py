@@ -63,10 +63,11 @@ class Windower:
             queue.append(event)
         elif cid in self._busy:
             self._waiting[cid] = deque((event,))
-        else:
-            self._place(event)
+        elif not self._place(event):
+            self._waiting[cid] = deque((event,))
 
-    def _place(self, event: Event) -> None:
+    def _place(self, event: Event) -> bool:
+        """Put the event in the open batch; False when its customer just got sealed away."""
         cid, name = event.customer_id, event.name
         size = len(event.payload) + len(name) + _EVENT_OVERHEAD
         opened = self._open
@@ -77,7 +78,7 @@ class Windower:
                         break
                     item.events[name] = event
                     opened.size += size
-                    return
+                    return True
         size += len(cid) + _ITEM_OVERHEAD
         if opened is not None and (
             len(opened.items) >= self.max_items or opened.size + size > self.max_bytes
@@ -85,15 +86,15 @@ class Windower:
             in_open = cid in opened.by_customer
             self._seal()
             opened = None
-            if in_open:  # the customer is now in a sealed batch: wait for it
-                self._waiting[cid] = deque((event,))
-                return
+            if in_open:  # the customer is now in a sealed batch: it must wait
+                return False
         if opened is None:
             opened = self._open = _Open(self._now)
         item = Item(cid, {name: event})
         opened.items.append(item)
         opened.by_customer.setdefault(cid, []).append(item)
         opened.size += size
+        return True
 
     def _seal(self) -> None:
         opened = self._open
@@ -149,10 +150,10 @@ class Windower:
     def _release(self, cid: str) -> None:
         queue = self._waiting.pop(cid, None)
         while queue:
-            if cid in self._busy:  # placing sealed a batch holding the customer
+            if not self._place(queue[0]):  # placing sealed a batch holding the customer
                 self._waiting[cid] = queue
                 return
-            self._place(queue.popleft())
+            queue.popleft()
 
     # --- rebalance ------------------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""Config loading: env expansion, every problem with its key path, no secret in output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connector.config import load, parse
+from connector.records import ConfigError
+
+GOOD = """
+kafka:
+  bootstrap_servers: "127.0.0.1:9092"
+  group_id: gameball-connector
+  topics: ["shop.orders"]
+  auto_offset_reset: earliest
+  properties:
+    session.timeout.ms: 6000
+    sasl.password: "${KAFKA_PASSWORD:-kafka-pass-123}"
+gameball:
+  base_url: "https://api.gameball.co"
+  api_key: "${GAMEBALL_API_KEY}"
+  secret_key: "${GAMEBALL_SECRET_KEY}"
+  endpoint: batch
+batch:
+  max_items: 1000
+  linger_ms: 500
+  max_in_flight: 4
+mappings:
+  - topic: shop.orders
+    when: "type == 'order_placed'"
+    customer_id: customer.id
+    event: place_order
+    metadata:
+      order_id: id
+      amount: total.amount
+dead_letter:
+  topic: gameball.dlq
+metrics:
+  port: 9464
+"""
+ENV = {"GAMEBALL_API_KEY": "key-abcdef-123", "GAMEBALL_SECRET_KEY": "secret-xyz-789"}
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, ENV if env is None else env)
+    return info.value.problems
+
+
+def test_the_documented_shape_loads_with_env_and_defaults() -> None:
+    s = parse(GOOD, ENV)
+    assert s.gameball.api_key.get_secret_value() == "key-abcdef-123"
+    assert s.kafka.properties["sasl.password"] == "kafka-pass-123"
+    assert s.batch.max_bytes == 1024 * 1024
+    assert s.shutdown.drain_seconds == 20
+    assert s.subscription() == ["shop.orders"]
+
+
+def test_json_config_loads_too(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(yaml.safe_load(GOOD)))
+    assert load(path, ENV).kafka.topics == ["shop.orders"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("max_items: 1000", "max_items: 1001"), "batch.max_items: "),
+        (("customer_id: customer.id", "customer_idd: customer.id"), "mappings[0].customer_idd: "),
+        (("endpoint: batch", "endpoint: bulk"), "gameball.endpoint: "),
+        (("linger_ms: 500", "linger_ms: soon"), "batch.linger_ms: "),
+        (('base_url: "https://api.gameball.co"', "base_url: api.gameball.co"), "gameball.base_url: "),
+        (("group_id: gameball-connector", "group_id: [a]"), "kafka.group_id: "),
+    ],
+)
+def test_each_problem_names_its_key_path(change: tuple[str, str], expected: str) -> None:
+    found = problems(GOOD.replace(*change))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_an_unset_variable_is_an_error_not_an_empty_string() -> None:
+    found = problems(GOOD, {"GAMEBALL_SECRET_KEY": "s" * 10})
+    assert "gameball.api_key: environment variable GAMEBALL_API_KEY is not set" in found
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    bad = GOOD.replace("max_items: 1000", "max_items: 0").replace("port: 9464", "port: -1")
+    found = problems(bad)
+    assert {p.split(":")[0] for p in found} >= {"batch.max_items", "metrics.port"}
+
+
+def test_batch_endpoint_needs_the_secret_key() -> None:
+    found = problems(GOOD.replace('  secret_key: "${GAMEBALL_SECRET_KEY}"\n', ""))
+    assert any("secret_key is required" in p for p in found)
+
+
+def test_validate_cli_lists_problems_with_paths_and_never_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("max_items: 1000", "max_items: 5000").replace(
+        "customer_id: customer.id", "customer_id: customer.id\n    colour: blue"))
+    env = {**ENV, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "validate", "--config", str(path)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert out.returncode != 0
+    assert "batch.max_items" in out.stderr and "mappings[0].colour" in out.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    ok = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "validate", "--config", str(good), "--show"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    for secret in [*ENV.values(), "kafka-pass-123"]:
+        assert secret not in ok.stdout + ok.stderr + out.stdout + out.stderr

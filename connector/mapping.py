@@ -299,20 +299,30 @@ def _coerce_string(x: Any) -> Any:
     return orjson.dumps(x).decode()
 
 
+def _int_range(n: int) -> int:
+    # JSON encoders (orjson, and Gameball's side) carry 64-bit integers at most.
+    if -(2**63) <= n < 2**64:
+        return n
+    raise ValueError(f"{_short(n)} is out of the 64-bit integer range")
+
+
 def _coerce_number(x: Any) -> Any:
     if isinstance(x, bool):
         raise ValueError("a boolean is not a number")
     if isinstance(x, int):
-        return x
+        return _int_range(x)
     if isinstance(x, float):
         if not math.isfinite(x):
             raise ValueError(f"{x!r} is not a finite number")
         return x
     if isinstance(x, str):
         try:
-            return int(x.strip())
+            whole: int | None = int(x.strip())
         except ValueError:
-            pass
+            whole = None
+        if whole is not None:
+            return _int_range(whole)
+
         try:
             f = float(x.strip())
         except ValueError:
@@ -328,7 +338,7 @@ def _coerce_integer(x: Any) -> Any:
     if isinstance(n, float):
         if not n.is_integer():
             raise ValueError(f"{_short(x)} is not a whole number")
-        return int(n)
+        return _int_range(int(n))
     return n
 
 
@@ -429,9 +439,18 @@ class _Route:
         self.name = name
         self.settings = settings
 
+        # Interpreted JMESPath can make values JSON cannot carry (to_number('1e99999')
+        # is fine, sum() of huge integers is not): such metadata is checked per event.
+        self.check_json = False
+
         def comp(text: str, key: str) -> Getter:
             try:
-                return compile_getter(parse_expression(text), key_decoder, fast)
+                expr = parse_expression(text)
+                if key.startswith(("metadata.", "include")) and (
+                    not fast or _plain(dict(expr.compiled.parsed)) is None
+                ):
+                    self.check_json = True
+                return compile_getter(expr, key_decoder, fast)
             except ValueError as exc:
                 problems.append(f"{where}.{key}: {exc}")
                 return lambda v, r: None
@@ -493,6 +512,8 @@ class _Route:
                 metadata = {key: get(value, record) for key, get in plain}
             else:
                 metadata = self._metadata(value, record)
+            if self.check_json:
+                orjson.dumps(metadata)  # TypeError: caught below, the record's fault
             return Event(cid, name, metadata, record)
         except RecordError as err:
             err.route = self.name

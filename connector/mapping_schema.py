@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jmespath
+import orjson
 from jmespath.exceptions import JMESPathError
 from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
@@ -137,6 +138,10 @@ class MetadataField(_Model):
             raise ValueError("a constant 'value' takes no 'default', 'type' or 'required'")
         if "unit" in self.model_fields_set and self.type != "timestamp":
             raise ValueError("'unit' applies only to type: timestamp")
+        try:
+            orjson.dumps([self.value, self.default])
+        except TypeError as exc:  # e.g. an integer beyond 64 bits
+            raise ValueError(f"constant cannot be sent as JSON: {exc}") from None
         return self
 
 

@@ -468,10 +468,10 @@ class _Route:
         plain: list[tuple[str, Getter]] = []
         fields: list[_Field] = []
         for key, spec in s.metadata.items():
-            if isinstance(spec, str):
-                getter = comp(spec, f"metadata.{key}")
+            if spec.path is not None and spec.is_plain():
+                getter = comp(spec.path, f"metadata.{key}")
                 plain.append((key, getter))
-                fields.append(_Field(key, getter, None, None, None, False, spec))
+                fields.append(_Field(key, getter, None, None, None, False, spec.path))
             elif spec.path is None:
                 fields.append(_Field(key, None, spec.value, None, None, False, ""))
             else:

@@ -118,7 +118,7 @@ def _check_expression(value: str | None) -> str | None:
 
 
 class MetadataField(_Model):
-    """One metadata value in its long form: an expression or a constant, plus options."""
+    """One metadata value: an expression (`path`, also the short string form) or a constant."""
 
     path: str | None = Field(default=None, description="expression for the value")
     value: JsonValue = Field(default=None, description="a constant instead of a path")
@@ -144,6 +144,12 @@ class MetadataField(_Model):
             raise ValueError(f"constant cannot be sent as JSON: {exc}") from None
         return self
 
+    def is_plain(self) -> bool:
+        """Only a path, no options: the value goes into metadata exactly as found."""
+        return self.path is not None and not (
+            {"default", "type", "required", "unit"} & self.model_fields_set
+        )
+
 
 class FixedEvent(_Model):
     """`event_default: {name: X}`: unmapped values become event X."""
@@ -165,7 +171,7 @@ class RouteSettings(_Model):
     event_from: str | None = None
     event_map: dict[str, str | None] | None = None
     event_default: Literal["skip", "dead_letter"] | FixedEvent | None = None
-    metadata: dict[str, str | MetadataField] = Field(default_factory=dict)
+    metadata: dict[str, MetadataField] = Field(default_factory=dict)
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     drop_nulls: bool = False
@@ -186,23 +192,23 @@ class RouteSettings(_Model):
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata_shapes(cls, value: Any) -> Any:
-        # A plain string is an expression; a mapping is the long form. Checking here
-        # gives one clear message instead of pydantic's per-union-member errors.
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str) or not key:
-                    raise ValueError(f"metadata keys must be non-empty strings, got {key!r}")
-                if isinstance(item, str):
-                    try:
-                        parse_expression(item)
-                    except ValueError as exc:
-                        raise ValueError(f"{key}: {exc}") from None
-                elif not isinstance(item, dict):
-                    raise ValueError(
-                        f"{key}: must be an expression string or a mapping "
-                        "{path|value, default, type, unit, required}"
-                    )
-        return value
+        # A plain string is short for {path: <string>}; anything else must be the long
+        # form. Done here so errors read `metadata.<key>.path: ...`, not union noise.
+        if not isinstance(value, dict):
+            return value
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"metadata keys must be non-empty strings, got {key!r}")
+            if isinstance(item, str):
+                item = {"path": item}
+            elif not isinstance(item, dict):
+                raise ValueError(
+                    f"{key}: must be an expression string or a mapping "
+                    "{path|value, default, type, unit, required}"
+                )
+            out[key] = item
+        return out
 
     @field_validator("event_default", mode="before")
     @classmethod

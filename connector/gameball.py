@@ -8,7 +8,9 @@ sender decides). Secrets go only into request headers, never into errors or logs
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
+import math
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +30,8 @@ from connector.records import Batch
 
 BATCH_PATH = "/api/v4.0/integrations/batch/events"
 EVENTS_PATH = "/api/v4.0/integrations/events"
+# A Retry-After beyond this is treated as this: one odd header must not park the connector.
+MAX_RETRY_AFTER = 3600.0
 STATUS_PATHS = {
     "newest": "/api/v4.0/integrations/batches/{job_id}/status",
     "older": "/api/v4/integrations/batch/{job_id}",
@@ -81,11 +85,17 @@ class Verdict:
 
 
 def classify(answer: Answer) -> Verdict:
-    """Decide what an answer means. Pure; the table is unit-tested row by row."""
+    """Decide what an answer means. Pure; the table is unit-tested row by row.
+
+    Order matters: "slow down" answers first, then what is never the data's fault
+    (credentials, account, subscription, wrong URL, request framing), then Gameball's
+    own trouble (5xx), and only then a 4xx that blames the items (bisect them).
+    """
     status, code = answer.status, answer.code
     if status is None:
+        error = (answer.error or "").lower()
         return Verdict(
-            Action.RETRY, "timeout" if "timed out" in (answer.error or "") else "connection"
+            Action.RETRY, "timeout" if "timed out" in error or "timeout" in error else "connection"
         )
     if 200 <= status < 300:
         return Verdict(Action.ACCEPTED, "ok")
@@ -95,10 +105,10 @@ def classify(answer: Answer) -> Verdict:
         return Verdict(Action.RETRY, "request_timeout")
     if status == 422 and code == 2001:
         return Verdict(Action.RETRY, "concurrent_customer")
-    if status in (401, 403) or (code is not None and (1000 <= code < 2000 or 6000 <= code < 7000)):
-        return Verdict(
-            Action.HALT, "auth" if status in (401, 403) or (code or 0) < 2000 else "account"
-        )
+    if status in (401, 403) or (code is not None and 1000 <= code < 2000):
+        return Verdict(Action.HALT, "auth")
+    if code is not None and 6000 <= code < 7000:
+        return Verdict(Action.HALT, "account")
     if code is not None and 8000 <= code < 9000:
         return Verdict(Action.HALT, "subscription")
     if status == 501:
@@ -107,9 +117,11 @@ def classify(answer: Answer) -> Verdict:
         return Verdict(Action.RETRY, "server_error")
     if status == 404:
         return Verdict(Action.HALT, "not_found")  # wrong base_url or path: not the data
-    if 400 <= status < 500:
-        return Verdict(Action.REJECT, "rejected")
-    return Verdict(Action.RETRY, f"unexpected_{status}")
+    if status < 200 or 300 <= status < 400:
+        return Verdict(Action.HALT, "unexpected_status")  # a redirect: fix base_url
+    if code is not None and 2000 <= code < 3000:
+        return Verdict(Action.HALT, "request")  # how we framed the request, not the items
+    return Verdict(Action.REJECT, "rejected")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -118,14 +130,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means UTC
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 # --- request bodies ---------------------------------------------------------------------

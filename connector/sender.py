@@ -66,6 +66,9 @@ class _Abandoned(Exception):
     pass
 
 
+EXHAUSTED = "retries_exhausted"
+
+
 class Sender:
     """Shared by all sender threads; holds no per-batch state."""
 
@@ -106,8 +109,10 @@ class Sender:
         if verdict.action is Action.ACCEPTED:
             job = answer.body.get("jobId") if answer.body else None
             result.accepted.append((items, job if isinstance(job, int) else None))
-        elif len(items) == 1:
-            result.rejected.append((items[0], answer))
+        elif len(items) == 1 or verdict.reason == EXHAUSTED:
+            # Exhausted retries say nothing about which item is bad: splitting would
+            # only multiply the requests to a peer that keeps failing.
+            result.rejected.extend((item, answer) for item in items)
         else:
             mid = len(items) // 2
             self._deliver(batch, items[:mid], result)
@@ -151,7 +156,7 @@ class Sender:
         except _Again as exc:  # attempts exhausted: the data goes to the dead-letter topic
             if self._stop.is_set():
                 raise _Abandoned from None
-            return exc.answer, Verdict(Action.REJECT, "retries_exhausted")
+            return exc.answer, Verdict(Action.REJECT, EXHAUSTED)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -1,0 +1,99 @@
+"""The naive peer: the straightforward script a team would write first.
+
+One message per `poll`, `json.loads`, the same mapping as the benchmark's connector
+config, a list of 1,000 items, `requests.post` with the apikey/secretkey headers, then
+a synchronous commit. It is deliberately plain (that is what it stands for); bench.run
+measures it against the connector. Stops after `--expect` records and prints one JSON
+line like bench.limit does. Exit code 3 at the deadline, 4 when Gameball keeps failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer
+
+from bench.limit import consumer_config
+
+BATCH_PATH = "/api/v4.0/integrations/batch/events"
+
+
+def post(url: str, headers: dict[str, str], items: list[dict[str, Any]]) -> None:
+    """Send one batch; a few tries with a pause, as a careful script would."""
+    for _ in range(5):
+        resp = requests.post(url, json={"body": items}, headers=headers, timeout=30)
+        if resp.status_code == 200:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"Gameball answered {resp.status_code}: {resp.text[:200]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.naive_peer")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--secret-key", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--deadline", type=float, default=600.0, help="seconds")
+    args = parser.parse_args(argv)
+
+    url = args.base_url.rstrip("/") + BATCH_PATH
+    headers = {"apikey": args.api_key, "secretkey": args.secret_key}
+    assigned: list[float] = []
+    consumer = Consumer(consumer_config(args.bootstrap, args.group))
+    consumer.subscribe([args.topic], on_assign=lambda c, p: assigned.append(time.time()))
+    batch: list[dict[str, Any]] = []
+    read = sent = 0
+    first = 0.0
+    deadline = time.monotonic() + args.deadline
+    try:
+        while read < args.expect:
+            if time.monotonic() > deadline:
+                print(f"naive: read {read} of {args.expect} before the deadline", file=sys.stderr)
+                return 3
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error() is not None:
+                continue
+            if not first:
+                first = time.time()
+            read += 1
+            order = json.loads(msg.value() or b"{}")
+            if order.get("type") == "order_placed":
+                batch.append(
+                    {
+                        "customerId": order["customer"]["id"],
+                        "events": {
+                            "place_order": {
+                                "order_id": order["id"],
+                                "amount": order["total"]["amount"],
+                            }
+                        },
+                    }
+                )
+            if len(batch) >= 1000 or (read == args.expect and batch):
+                post(url, headers, batch)
+                sent += len(batch)
+                batch = []
+                consumer.commit(asynchronous=False)
+        done = time.time()
+    except RuntimeError as exc:
+        print(f"naive: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        consumer.close()
+    result = {"assigned": assigned[0] if assigned else first, "first": first, "done": done,
+              "records": read, "sent": sent}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""`python -m bench.run` (`make bench`): the connector against the floor and a naive peer.
+
+One run on this machine: a tansu broker, a seeded backlog, then, one after another and
+each as its own measured process (CPU and peak RSS from os.wait4):
+  limit      bench.limit: consume + orjson.loads only, the floor for Python here;
+  connector  `gameball-connector run` against the sandbox, no latency, no rate limit;
+  naive      bench.naive_peer: poll, json.loads, requests.post, synchronous commit;
+  quota      the connector against the sandbox enforcing 100/s and 1,200/30 s with
+             80 ms latency: sustained accepted events/s and 429 answers after 30 s.
+Then the mapping micro-benchmark (bench.mapping_bench). Prints a table (ratios last),
+writes JSON to <out>/<timestamp>.json and <out>/latest.json, a PNG plot, and the
+figures section of docs/benchmarks.md. `--smoke` is the tiny version the tests run.
+Exit code 0 when every run finished and delivered everything (targets may be missed:
+they are reported, not enforced), 1 when a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import dataset, report
+from bench.procs import Measured, Usage
+from bench.services import (
+    API_KEY,
+    SECRET_KEY,
+    CommitWatcher,
+    Sandbox,
+    connector_config,
+    log_lines,
+    log_time,
+)
+from connector.localbroker import LocalBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH_PATH = "/api/v4.0/integrations/batch/events"
+WARM_UP_S = 30.0  # the quota run counts 429s and the sustained rate after this
+QUOTA = {"per_second": 100, "per_30_seconds": 1200, "latency_ms": 80}
+
+
+class BenchError(Exception):
+    """A run did not finish or did not deliver everything; the message says which."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p.add_argument("--records", type=int, default=500_000, help="backlog size (%(default)s)")
+    p.add_argument("--partitions", type=int, default=6, help="(%(default)s)")
+    p.add_argument("--customers", type=int, default=5_000, help="(%(default)s)")
+    p.add_argument("--seed", type=int, default=20240601, help="data set seed (%(default)s)")
+    p.add_argument("--quota-seconds", type=float, default=60.0,
+                   help="seconds measured at quota after the 30 s warm-up (%(default)s)")
+    p.add_argument("--skip-quota", action="store_true", help="no at-quota run")
+    p.add_argument("--skip-mapping", action="store_true", help="no mapping micro-benchmark")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny: 5,000 records, no quota or mapping run, docs untouched")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"),
+                   help="directory for the JSON results (%(default)s)")
+    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"),
+                   help="markdown page whose figures section is regenerated (%(default)s)")
+    p.add_argument("--no-docs", action="store_true", help="leave the docs page and plot alone")
+    p.add_argument("--run-timeout", type=float, default=None,
+                   help="deadline per run in seconds (default: from --records)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.records, args.customers = 5_000, 500
+        args.skip_quota = args.skip_mapping = args.no_docs = True
+    if args.records < 1 or args.partitions < 1 or args.customers < 1:
+        p.error("--records, --partitions and --customers must be positive")
+    if args.quota_seconds < 60 and not args.skip_quota and not args.smoke:
+        print("note: --quota-seconds below 60 measures less than the targets ask for",
+              file=sys.stderr)
+    if args.run_timeout is None:
+        args.run_timeout = 120.0 + args.records / 2_000
+    return args
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def connector_argv(config: Path) -> list[str]:
+    script = Path(sys.executable).parent / "gameball-connector"
+    if script.exists():
+        return [str(script), "run", "--config", str(config)]
+    return [sys.executable, "-m", "connector.cli", "run", "--config", str(config)]
+
+
+def measures(name: str, m: Measured, usage: Usage, count: int, assigned: float | None,
+             done: float) -> dict[str, Any]:
+    """The figures every run reports (times are wall clock; CPU from the OS)."""
+    start = assigned if assigned is not None else usage.started
+    wall = max(done - start, 1e-6)
+    cpu_start, cpu_done = m.cpu_at(start), m.cpu_at(done)
+    active_cpu = (cpu_done - cpu_start) if cpu_start is not None and cpu_done is not None else None
+    return {
+        "name": name,
+        "records": count,
+        "wall_s": round(wall, 3),
+        "total_wall_s": round(done - usage.started, 3),
+        "records_per_s": round(count / wall, 1),
+        "cpu_s": round(usage.cpu_s, 3),
+        "cpu_user_s": round(usage.user_s, 3),
+        "cpu_sys_s": round(usage.sys_s, 3),
+        "cpu_s_per_million": round(usage.cpu_s / count * 1e6, 3) if count else None,
+        "active_cpu_s": round(active_cpu, 3) if active_cpu is not None else None,
+        "active_cpu_s_per_million": (
+            round(active_cpu / count * 1e6, 3) if active_cpu is not None and count else None
+        ),
+        "peak_rss_mb": round(usage.max_rss_mb, 1),
+        "exit_code": usage.exit_code,
+    }
+
+
+def child_result(path: Path) -> dict[str, Any]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("{")]
+    if not lines:
+        raise BenchError(f"no result line in {path}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# --- the runs ---------------------------------------------------------------------------
+
+
+def run_limit(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) -> dict[str, Any]:
+    group = f"bench-limit-{uuid.uuid4().hex[:8]}"
+    m = Measured("limit", [sys.executable, "-m", "bench.limit", "--bootstrap", bootstrap,
+                           "--topic", topic, "--group", group, "--expect", str(args.records),
+                           "--deadline", str(args.run_timeout)],
+                 work / "limit.log", stdout_path=work / "limit.out").start()
+    try:
+        usage = m.wait(args.run_timeout + 30)
+    finally:
+        m.stop(5)
+    if usage.exit_code != 0:
+        raise BenchError(f"limit exited with {usage.exit_code}; see {work / 'limit.log'}")
+    out = child_result(work / "limit.out")
+    return measures("limit", m, usage, out["records"], out["assigned"], out["done"])
+
+
+def run_naive(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) -> dict[str, Any]:
+    group = f"bench-naive-{uuid.uuid4().hex[:8]}"
+    with Sandbox(work / "sandbox-naive.log").start() as sandbox:
+        m = Measured("naive", [sys.executable, "-m", "bench.naive_peer", "--bootstrap",
+                               bootstrap, "--topic", topic, "--group", group, "--base-url",
+                               sandbox.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY,
+                               "--expect", str(args.records), "--deadline",
+                               str(args.run_timeout)],
+                     work / "naive.log", stdout_path=work / "naive.out").start()
+        try:
+            usage = m.wait(args.run_timeout + 30)
+        finally:
+            m.stop(5)
+        stats = sandbox.stats()
+    if usage.exit_code != 0:
+        raise BenchError(f"naive peer exited with {usage.exit_code}; see {work / 'naive.log'}")
+    out = child_result(work / "naive.out")
+    result = measures("naive", m, usage, out["records"], out["assigned"], out["done"])
+    result["events_accepted"] = stats["events_accepted"]
+    if stats["events_accepted"] < args.records:
+        raise BenchError(f"naive peer: sandbox accepted {stats['events_accepted']} of "
+                         f"{args.records} events")
+    return result
+
+
+def start_connector(name: str, config: dict[str, Any], work: Path) -> Measured:
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
+    return Measured(name, connector_argv(path), work / f"{name}.log", env=env).start()
+
+
+def run_connector(args: argparse.Namespace, bootstrap: str, produced: dataset.Produced,
+                  work: Path) -> dict[str, Any]:
+    """Until the sandbox accepted every event and the committed offsets reach the ends."""
+    group = f"bench-connector-{uuid.uuid4().hex[:8]}"
+    with Sandbox(work / "sandbox-connector.log").start() as sandbox:
+        config = connector_config(bootstrap, produced.topic, group, sandbox.url,
+                                  {"enabled": False})
+        m = start_connector("connector", config, work)
+        watcher = CommitWatcher(bootstrap, group, produced.topic, produced.partitions)
+        try:
+            accepted_at: float | None = None
+            done: float | None = None
+            deadline = time.monotonic() + args.run_timeout
+            while done is None:
+                if not m.running():
+                    raise BenchError(f"connector exited early; see {m.log_path}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"connector did not finish within {args.run_timeout:.0f}s"
+                                     f"; see {m.log_path}")
+                if accepted_at is None:
+                    if sandbox.stats()["events_accepted"] >= args.records:
+                        accepted_at = time.time()
+                else:
+                    committed = watcher.committed()
+                    if all(committed.get(p, -1) >= end
+                           for p, end in produced.end_offsets.items() if end):
+                        done = time.time()
+                        break
+                time.sleep(0.05)
+        finally:
+            watcher.close()
+            usage = m.stop(60)
+        stats = sandbox.stats(arrivals=True)
+    assert accepted_at is not None and done is not None  # the loop ends only with both
+    result = measures("connector", m, usage, args.records,
+                      log_time(m.log_path, "partitions assigned"), done)
+    sends = [a for a in stats["arrivals"] if a["path"] == BATCH_PATH]
+    result.update(
+        events_accepted=stats["events_accepted"],
+        requests=len(sends),
+        last_accept_to_commit_s=round(done - accepted_at, 3),
+        warnings=len(log_lines(m.log_path, "WARNING")),
+        errors=len(log_lines(m.log_path, "ERROR")),
+    )
+    if usage.exit_code != 0:
+        raise BenchError(f"connector exited with {usage.exit_code} after SIGTERM; "
+                         f"see {m.log_path}")
+    return result
+
+
+def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict[str, Any]:
+    """The connector at Gameball's limits, on a backlog that cannot run dry in time."""
+    total_s = WARM_UP_S + args.quota_seconds
+    per30 = QUOTA["per_30_seconds"]
+    # At most per30 requests of 1,000 in any 30 s, plus what the connector buffers.
+    need = per30 * 1000 * math.ceil(total_s / 30) + 100_000
+    topic = f"bench-quota-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([topic], partitions=args.partitions)
+    say(f"quota: producing {need:,} records to {topic}")
+    produced = dataset.produce(broker.bootstrap, topic, need, args.partitions, args.customers,
+                               args.seed + 1, timeout=600)
+    say(f"quota: produced in {produced.seconds:.1f}s; running {total_s:.0f}s at quota")
+    flags = ["--latency-ms", str(QUOTA["latency_ms"]), "--rate-per-second",
+             str(QUOTA["per_second"]), "--rate-per-30-seconds", str(per30)]
+    group = f"bench-quota-{uuid.uuid4().hex[:8]}"
+    with Sandbox(work / "sandbox-quota.log", flags).start() as sandbox:
+        config = connector_config(broker.bootstrap, topic, group, sandbox.url,
+                                  {"enabled": True, "per_second": QUOTA["per_second"],
+                                   "per_30_seconds": per30})
+        m = start_connector("quota", config, work)
+        try:
+            t0: float | None = None
+            deadline = time.monotonic() + total_s + 120
+            while True:
+                if not m.running():
+                    raise BenchError(f"connector exited early; see {m.log_path}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"no first request or no end; see {m.log_path}")
+                if t0 is None:
+                    sends = [a["t"] for a in sandbox.stats(arrivals=True)["arrivals"]
+                             if a["path"] == BATCH_PATH]
+                    t0 = min(sends) if sends else None
+                elif time.time() >= t0 + total_s:
+                    break
+                time.sleep(0.2)
+        finally:
+            stopped = time.time()
+            usage = m.stop(60)
+        stats = sandbox.stats(arrivals=True)
+    assert t0 is not None  # the loop ends only after the first request
+    sends = [a for a in stats["arrivals"] if a["path"] == BATCH_PATH]
+    lo, hi = t0 + WARM_UP_S, t0 + total_s
+    measured = [a for a in sends if lo <= a["t"] < hi]
+    after = [a for a in sends if a["t"] >= lo]
+    accepted = sum(a["items"] for a in measured if a["status"] == 200)
+    throttled = sum(1 for a in after if a["status"] == 429)
+    ceiling = per30 * 1000 / 30
+    per_second = [0] * math.ceil(total_s)
+    for a in sends:
+        k = int(a["t"] - t0)
+        if a["status"] == 200 and 0 <= k < len(per_second):
+            per_second[k] += a["items"]
+    all_accepted = sum(a["items"] for a in sends if a["status"] == 200)
+    result = measures("quota", m, usage, all_accepted, t0, stopped)
+    result.update(
+        # The headline figures of this run: the rate inside the measured window.
+        records=accepted,
+        wall_s=round(hi - lo, 3),
+        records_per_s=round(accepted / (hi - lo), 1),
+        events_accepted_total=all_accepted,
+        cpu_s_per_million=round(usage.cpu_s / all_accepted * 1e6, 3) if all_accepted else None,
+        ceiling_events_per_s=ceiling,
+        share_of_ceiling=round(accepted / (hi - lo) / ceiling, 4),
+        requests_after_warm_up=len(after),
+        throttled_after_warm_up=throttled,
+        throttled_share_after_warm_up=round(throttled / len(after), 5) if after else None,
+        throttled_total=sum(1 for a in sends if a["status"] == 429),
+        other_errors=sum(1 for a in sends if a["status"] not in (200, 429)),
+        accepted_per_second=per_second,
+        warm_up_s=WARM_UP_S,
+        measured_s=args.quota_seconds,
+        backlog=need,
+    )
+    if usage.exit_code != 0:
+        raise BenchError(f"connector (quota) exited with {usage.exit_code}; see {m.log_path}")
+    return result
+
+
+def run_mapping_bench(work: Path, timeout: float = 600.0) -> dict[str, Any]:
+    """bench.mapping_bench (written by the mapping work) as a subprocess; its output kept."""
+    if not (ROOT / "bench" / "mapping_bench.py").exists():
+        return {"available": False}
+    json_path = work / "mapping.json"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.mapping_bench", "--json",
+                               str(json_path)], capture_output=True, text=True, timeout=timeout,
+                              cwd=ROOT)
+        if proc.returncode == 2 and "--json" in proc.stderr:  # no JSON option: plain run
+            proc = subprocess.run([sys.executable, "-m", "bench.mapping_bench"],
+                                  capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"available": True, "ok": False, "output": f"timed out after {timeout:.0f}s"}
+    result: dict[str, Any] = {"available": True, "ok": proc.returncode == 0,
+                              "output": proc.stdout.strip()[-4000:]}
+    if proc.returncode != 0:
+        result["stderr"] = proc.stderr.strip()[-2000:]
+    if json_path.exists():
+        with contextlib.suppress(ValueError):
+            result["results"] = json.loads(json_path.read_text())
+    return result
+
+
+def machine() -> dict[str, Any]:
+    import confluent_kafka
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=ROOT, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "connector"],
+                                    capture_output=True, text=True, cwd=ROOT,
+                                    timeout=10).stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        commit, dirty = "", False
+    load = os.getloadavg()
+    return {
+        "commit": commit + ("+dirty" if dirty else ""),
+        "python": platform.python_version(),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_at_start": [round(x, 2) for x in load],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gameball-bench-"))
+    say(f"bench: logs in {work}")
+    results: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "parameters": {
+            "records": args.records, "partitions": args.partitions,
+            "customers": args.customers, "seed": args.seed, "smoke": args.smoke,
+            "quota": None if args.skip_quota else {**QUOTA, "warm_up_s": WARM_UP_S,
+                                                   "measured_s": args.quota_seconds},
+        },
+        "runs": {},
+        "logs": str(work),
+    }
+    runs: dict[str, Any] = results["runs"]
+    failed: str | None = None
+    try:
+        with LocalBroker() as broker:
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            broker.create_topics([topic], partitions=args.partitions)
+            produced = dataset.produce(broker.bootstrap, topic, args.records, args.partitions,
+                                       args.customers, args.seed)
+            results["data"] = {"topic": topic, "bytes": produced.bytes,
+                               "avg_record_bytes": round(produced.bytes / args.records, 1),
+                               "produce_s": round(produced.seconds, 2),
+                               "end_offsets": produced.end_offsets}
+            say(f"bench: produced {args.records:,} records "
+                f"({produced.bytes / args.records:.0f} B avg) in {produced.seconds:.1f}s")
+            plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+                ("limit", lambda: run_limit(args, broker.bootstrap, topic, work)),
+                ("connector", lambda: run_connector(args, broker.bootstrap, produced, work)),
+                ("naive", lambda: run_naive(args, broker.bootstrap, topic, work)),
+                ("quota", lambda: run_quota(args, broker, work)),
+            ]
+            for name, run in plan:
+                if name == "quota" and args.skip_quota:
+                    continue
+                say(f"bench: {name} ...")
+                runs[name] = run()
+                r = runs[name]
+                say(f"bench: {name}: {r['records']:,} in {r['wall_s']:.2f}s = "
+                    f"{r['records_per_s']:,.0f}/s, CPU {r['cpu_s']:.2f}s, "
+                    f"RSS {r['peak_rss_mb']:.0f} MB")
+    except (BenchError, RuntimeError, TimeoutError) as exc:
+        failed = str(exc)
+        results["failed"] = failed
+        say(f"bench: FAILED: {failed}")
+    if not args.skip_mapping and failed is None:
+        say("bench: mapping micro-benchmark ...")
+        results["mapping"] = run_mapping_bench(work)
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["summary"] = report.summarise(runs)
+    json_path = report.write_json(results, out, stamp)
+    plot_path = out / "benchmark.png" if args.no_docs else Path(args.docs).parent / \
+        "benchmarks" / "benchmark.png"
+    if runs:
+        report.plot(results, plot_path)
+        results["plot"] = str(plot_path)
+    if not args.no_docs and failed is None:
+        report.update_docs(Path(args.docs), results, plot_path)
+    print(report.table(results))
+    say(f"bench: results in {json_path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

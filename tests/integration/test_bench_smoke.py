@@ -1,0 +1,69 @@
+"""The benchmark command still works: `python -m bench.run --smoke` end to end.
+
+Real broker, real sandbox, the real connector CLI, the limit consumer and the naive
+peer as subprocesses; only the data set is tiny. Checks what a person reading the
+results would: every run is there, every record was read and every event accepted,
+and the numbers are plausible measurements (not zeros, not placeholders).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.integration
+def test_bench_smoke_produces_results(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    stamped = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    assert len(stamped) == 1 and json.loads(stamped[0].read_text()) == latest
+    assert "failed" not in latest
+
+    runs = latest["runs"]
+    assert set(runs) == {"limit", "connector", "naive"}
+    records = latest["parameters"]["records"]
+    assert records == 5000
+    for name, run in runs.items():
+        assert run["exit_code"] == 0, name
+        assert run["records"] == records, name
+        assert 0 < run["wall_s"] <= run["total_wall_s"] < 60, (name, run)
+        assert run["records_per_s"] == pytest.approx(records / run["wall_s"], rel=0.01)
+        assert 0 < run["cpu_s"] < 30, (name, run)
+        assert run["cpu_s_per_million"] == pytest.approx(run["cpu_s"] / records * 1e6, rel=0.01)
+        # A Python process with confluent-kafka loaded is tens of MB, never a few KB.
+        assert 10 < run["peak_rss_mb"] < 1000, (name, run)
+    # Every event reached the sandbox (duplicates would show as more).
+    assert runs["connector"]["events_accepted"] == records
+    assert runs["naive"]["events_accepted"] == records
+    assert runs["connector"]["errors"] == 0
+
+    ratios = latest["summary"]["ratios"]
+    assert ratios["throughput_connector_over_limit"] == pytest.approx(
+        runs["connector"]["records_per_s"] / runs["limit"]["records_per_s"], rel=0.01
+    )
+    assert {t["target"] for t in latest["summary"]["targets"]} >= {
+        "connector CPU per million / limit's",
+        "connector peak RSS MB (backlog run)",
+    }
+    # The table is printed with the runs first and the ratios last, and the plot drawn.
+    lines = proc.stdout.splitlines()
+    first_row = next(i for i, ln in enumerate(lines) if ln.startswith("limit"))
+    assert first_row < lines.index("ratios and targets") < len(lines) - 3
+    assert "naive peer" in proc.stdout
+    png = tmp_path / "benchmark.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -133,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     request_id = ""
     _latency_done = False
+    _arrival = 0.0
 
     @property
     def srv(self) -> _HTTPServer:
@@ -290,10 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
         if sends:
             state.enter(len(body))
         status, items, answered = 500, 0, True
-        arrival = time.time()
+        self._arrival = time.time()
         try:
             state.hold_while_stalled()
-            arrival = time.time()
+            self._arrival = time.time()  # send requests: replaced by the limiter's instant
             try:
                 status, items, answered = handler(body, job_id)
             except _Answer as answer:
@@ -303,7 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if sends:
                 state.leave()
-        state.record(method, route.template, status, arrival, items, answered, self.request_id)
+        state.record(method, route.template, status, self._arrival, items, answered,
+                     self.request_id)
 
     def _latency(self) -> None:
         if not self._latency_done:
@@ -363,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admit_and_parse(self, body: bytes) -> Any:
         state = self.srv.state
-        wait = state.admit()
+        wait, self._arrival = state.admit()
         if wait is not None:
             faults = state.faults
             seconds = faults.retry_after_seconds or retry_after_header(wait)

@@ -181,13 +181,15 @@ class SandboxState:
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def admit(self) -> float | None:
-        """Rate limiter: None if admitted, else seconds until a window has room."""
+    def admit(self) -> tuple[float | None, float]:
+        """Rate limiter: (None if admitted else seconds until a window has room, wall time
+        of the decision). The wall time is the request's arrival in the stats, taken under
+        the same lock as the limiter's clock so tests can re-check the windows exactly."""
         with self._lock:
             wait = self._limiter.try_admit()
             if wait is not None:
                 self._stats["rate_limited"] += 1
-            return wait
+            return wait, self._wall()
 
     def roll(self, rate: float) -> bool:
         """True with probability `rate` (seeded dice)."""

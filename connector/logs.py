@@ -100,13 +100,14 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, the extra fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = extra_fields(record)
-        line.update(
-            ts=_timestamp(record),
-            level=record.levelname,
-            logger=record.name,
-            msg=record.getMessage(),
-        )
+        line: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in extra_fields(record).items():
+            line.setdefault(key, value)  # the fixed keys win over an extra of the same name
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

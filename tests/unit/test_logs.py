@@ -47,6 +47,7 @@ def test_json_line_has_ts_level_logger_msg_and_extra_fields(out: io.StringIO) ->
     assert line["count"] == 2
     ts = datetime.fromisoformat(str(line["ts"]).replace("Z", "+00:00"))
     assert ts.tzinfo is not None
+    assert list(line)[:4] == ["ts", "level", "logger", "msg"]  # readable in raw form
 
 
 def test_each_record_is_exactly_one_line_even_with_newlines_and_exceptions(
@@ -216,3 +217,9 @@ def test_rate_limited_log_flush_reports_swallowed_repeats(out: io.StringIO) -> N
     got = lines(out)
     assert len(got) == 2
     assert got[1]["key"] == "retry" and got[1]["repeated"] == 2
+
+
+def test_fixed_keys_win_over_extra_fields_of_the_same_name(out: io.StringIO) -> None:
+    logging.getLogger("connector.jobs").warning("job done", extra={"level": "fake", "ts": 0})
+    (line,) = lines(out)
+    assert line["level"] == "WARNING" and line["ts"] != 0

@@ -189,3 +189,88 @@ def test_plain_paths_match_jmespath(value: Any) -> None:
         )
     else:
         assert isinstance(result, MappingError)
+
+
+# --- the closure compiler equals the JMESPath interpreter -------------------------------
+
+FIELDS = st.sampled_from(["a", "b", "c", "n", "items", '"x-y"'])
+LITERALS = st.sampled_from(
+    ["'a'", "'1'", "`1`", "`0`", "`true`", "`false`", "`null`", "`[]`", "`2.5`", "''"]
+)
+
+
+def _expressions() -> st.SearchStrategy[str]:
+    leaf = FIELDS | LITERALS | st.just("@") | FIELDS.map(lambda f: f + ".a")
+    functions = [
+        "length",
+        "to_string",
+        "to_number",
+        "type",
+        "keys",
+        "values",
+        "sort",
+        "max",
+        "sum",
+        "abs",
+        "not_null",
+    ]
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        pair = st.tuples(inner, inner)
+        return st.one_of(
+            st.tuples(inner, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), inner).map(
+                " ".join
+            ),
+            pair.map(lambda p: f"({p[0]}) && ({p[1]})"),
+            pair.map(lambda p: f"({p[0]}) || ({p[1]})"),
+            inner.map(lambda e: f"!({e})"),
+            st.tuples(st.sampled_from(functions), inner).map(lambda p: f"{p[0]}({p[1]})"),
+            st.tuples(inner, inner).map(lambda p: f"contains({p[0]}, {p[1]})"),
+            st.tuples(FIELDS, inner).map(
+                lambda p: f"{p[0]}[*].{p[1].strip('()') if p[1][0].isalpha() else 'a'}"
+            ),
+            FIELDS.map(lambda f: f"{f}[].a"),
+            FIELDS.map(lambda f: f"{f}[]"),
+            st.tuples(FIELDS, inner).map(lambda p: f"{p[0]}[?{p[1]}]"),
+            FIELDS.map(lambda f: f"{f}.*"),
+            st.tuples(FIELDS, st.integers(-3, 3)).map(lambda p: f"{p[0]}[{p[1]}]"),
+            FIELDS.map(lambda f: f"{f}[1:]"),
+            FIELDS.map(lambda f: f"{f}[::-1]"),
+            pair.map(lambda p: f"[{p[0]}, {p[1]}]"),
+            pair.map(lambda p: f"{{k: {p[0]}, j: {p[1]}}}"),
+            pair.map(lambda p: f"({p[0]}) | ({p[1]})"),
+        )
+
+    return st.recursive(leaf, extend, max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_expressions(), json_values)
+def test_closure_compiler_agrees_with_the_interpreter(text: str, value: Any) -> None:
+    import jmespath
+    from jmespath.exceptions import JMESPathError, ParseError
+
+    from connector.decode import decode_string
+    from connector.mapping import compile_getter
+    from connector.mapping_schema import parse_expression
+
+    try:
+        expr = parse_expression(text)
+    except ValueError:
+        return  # the generator can write invalid JMESPath; those are config errors
+    record = SourceRecord("t", None)
+    getter = compile_getter(expr, decode_string)
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return ("ok", fn())
+        except (JMESPathError, TypeError, ValueError) as exc:
+            return ("error", type(exc).__name__)
+
+    try:
+        jmespath.compile(text)
+    except ParseError:
+        return
+    expected = outcome(lambda: jmespath.search(text, value))
+    got = outcome(lambda: getter(value, record))
+    assert got == expected, text

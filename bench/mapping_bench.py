@@ -1,0 +1,131 @@
+"""Mapping micro-benchmark: records per second per core, fast plain paths vs pure JMESPath.
+
+Run: `python -m bench.mapping_bench [--seconds S] [--json]`. No broker, no network: it
+maps the sample records of every config/examples/<name>/ in one thread and measures CPU
+time (time.process_time), so the numbers are per core. Also measures the issue's own
+case, six plain lookups per record, to check the fast path is >= 5x pure JMESPath.
+Called by hand and by the benchmark helper (`run()` returns the rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connector.config import load
+from connector.dryrun import default_topic, parse_line
+from connector.mapping import Mapper
+from connector.mapping_schema import RouteSettings
+from connector.records import RecordLike, SourceRecord
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "config" / "examples"
+
+# Six plain lookups per record (issue 3: "6 JMESPath lookups cost about 15 us per record").
+PLAIN_ROUTE = {
+    "topic": "orders",
+    "customer_id": "customer.id",
+    "event": "place_order",
+    "metadata": {
+        "order_id": "id",
+        "amount": "total.amount",
+        "currency": "total.currency",
+        "channel": "channel",
+        "tier": "customer.tier",
+    },
+}
+PLAIN_VALUE = {
+    "id": "ord-000000042",
+    "type": "order_placed",
+    "customer": {"id": "cust-00042", "tier": "gold"},
+    "total": {"amount": 149.9, "currency": "EGP"},
+    "items": [{"sku": "SKU-00001", "qty": 2, "price": 74.95}],
+    "channel": "web",
+}
+
+
+def cpu_per_record(mapper: Mapper, records: list[RecordLike], seconds: float) -> float:
+    """Seconds of CPU per `mapper.map` call, over repeated passes for about `seconds`."""
+    for record in records:  # warm caches (per-topic plans)
+        mapper.map(record)
+    passes = 0
+    start = time.process_time()
+    deadline = start + seconds
+    now = start
+    while now < deadline or passes == 0:
+        for record in records:
+            mapper.map(record)
+        passes += 1
+        now = time.process_time()
+    return (now - start) / (passes * len(records))
+
+
+def example_records(name: str) -> tuple[Mapper, Mapper, list[RecordLike], list[RecordLike]]:
+    """The example's mappers (fast, pure JMESPath), its event-producing records and all."""
+    folder = EXAMPLES / name
+    settings = load(folder / "config.yaml", env={})
+    topics = getattr(settings, "topic_settings", None)
+    fast = Mapper(settings.mappings, topics)
+    slow = Mapper(settings.mappings, topics, fast_paths=False)
+    topic = default_topic(settings)
+    lines = [ln for ln in (folder / "records.jsonl").read_text().splitlines() if ln.strip()]
+    every: list[RecordLike] = [parse_line(ln, topic, i) for i, ln in enumerate(lines)]
+    happy = [r for r in every if isinstance(fast.map(r), list)]
+    return fast, slow, happy, every
+
+
+def run(seconds: float = 1.0) -> list[dict[str, Any]]:
+    """One row per case: records/s per core for the fast build and for pure JMESPath."""
+    rows: list[dict[str, Any]] = []
+
+    def row(case: str, fast: Mapper, slow: Mapper, records: list[RecordLike]) -> None:
+        f = cpu_per_record(fast, records, seconds)
+        s = cpu_per_record(slow, records, seconds)
+        rows.append(
+            {
+                "case": case,
+                "records": len(records),
+                "fast_us_per_record": round(f * 1e6, 3),
+                "fast_records_per_s": round(1 / f),
+                "jmespath_us_per_record": round(s * 1e6, 3),
+                "jmespath_records_per_s": round(1 / s),
+                "speedup": round(s / f, 2),
+            }
+        )
+
+    settings = [RouteSettings.model_validate(PLAIN_ROUTE)]
+    raw = orjson.dumps(PLAIN_VALUE)
+    plain = [SourceRecord("orders", raw, offset_=i) for i in range(64)]
+    row("six plain lookups", Mapper(settings), Mapper(settings, fast_paths=False), plain)
+    for name in sorted(p.name for p in EXAMPLES.iterdir() if (p / "config.yaml").is_file()):
+        fast, slow, happy, every = example_records(name)
+        row(f"{name} (event records)", fast, slow, happy)
+        row(f"{name} (all samples)", fast, slow, every)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mapping_bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per measurement")
+    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    args = parser.parse_args(argv)
+    rows = run(args.seconds)
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{'case':<34} {'fast us/rec':>11} {'fast rec/s':>11} {'jmespath us':>11} {'speedup':>8}")
+    for r in rows:
+        print(
+            f"{r['case']:<34} {r['fast_us_per_record']:>11.2f} {r['fast_records_per_s']:>11,} "
+            f"{r['jmespath_us_per_record']:>11.2f} {r['speedup']:>7.1f}x"
+        )
+    print("(one thread, CPU time: records per second per core; decode included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,12 +14,20 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from connector import __version__
 from connector.config import Settings, load
 from connector.records import ConfigError
+
+if TYPE_CHECKING:
+    from connector.deadletter import DeadLetters
+    from connector.gameball import GameballClient
+    from connector.jobs import JobTracker
+    from connector.records import Event
+    from connector.telemetry import Metrics
 
 log = logging.getLogger("connector")
 
@@ -111,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = Metrics(registry)
     health = Health(settings.metrics.liveness_timeout_seconds)
     server = None
-    if settings.metrics.port or args.metrics_port is not None:
+    if settings.metrics.enabled:
         port = args.metrics_port if args.metrics_port is not None else settings.metrics.port
         server = TelemetryServer(settings.metrics.host, port, registry, health, metrics).start()
         log.info(
@@ -138,8 +146,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _job_tracker(settings, client, metrics, dead_letters):  # type: ignore[no-untyped-def]
-    return None
+def _job_tracker(
+    settings: Settings, client: GameballClient, metrics: Metrics, dead_letters: DeadLetters | None
+) -> JobTracker | None:
+    """Batch-job tracking: job outcomes to metrics, failed items to the dead letters."""
+    if settings.gameball.endpoint != "batch" or not settings.gameball.job_tracking.enabled:
+        return None
+    from connector.deadletter import error_headers
+    from connector.jobs import JobTracker
+
+    def on_done(status: str, failed: int) -> None:
+        metrics.jobs.labels(status).inc()
+        if failed:
+            metrics.job_items_failed.inc(failed)
+
+    def on_failed_item(event: Event, job_id: int, error: dict[str, Any]) -> None:
+        if dead_letters is None:
+            return  # the tracker has logged it with the Gameball error
+        record = event.record
+        topic = str(record.topic())
+        headers = error_headers(
+            record,
+            "job",
+            "job_failed",
+            str(error.get("message") or error),
+            extra={
+                "jobId": job_id,
+                "code": error.get("code"),
+                "type": error.get("type"),
+                "customerId": event.customer_id,
+                "event": event.name,
+            },
+        )
+
+        def written(err: object) -> None:
+            if err is None:
+                metrics.dead_letters.labels(topic, "job_failed").inc()
+
+        dead_letters.send(record, headers, written)
+
+    return JobTracker(settings.gameball.job_tracking, client.job_status, on_done, on_failed_item)
 
 
 def cmd_map(args: argparse.Namespace) -> int:

@@ -132,8 +132,9 @@ class DeadLetterSettings(_Model):
 
 
 class MetricsSettings(_Model):
+    enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = Field(default=9464, ge=0, le=65535)
+    port: int = Field(default=9464, ge=0, le=65535, description="0: the OS picks a free port")
     # /healthz fails when the poll loop has not run for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
 

@@ -18,7 +18,16 @@ from collections import deque
 class PartitionOffsets:
     """Offsets of one assigned partition; handed to events as their `ticket`."""
 
-    __slots__ = ("_next_read", "_order", "_pending", "committed", "partition", "revoked", "topic")
+    __slots__ = (
+        "_next_read",
+        "_order",
+        "_pending",
+        "committed",
+        "partition",
+        "revoked",
+        "sent_max",
+        "topic",
+    )
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -28,6 +37,7 @@ class PartitionOffsets:
         self._next_read: int | None = None
         self.committed: int | None = None  # last offset handed to Kafka's commit
         self.revoked = False
+        self.sent_max = -1  # highest offset whose event was handed to a sender
 
     def read(self, offset: int, events: int) -> None:
         """Record that `offset` was read and produced `events` events (0 = done now)."""
@@ -60,6 +70,14 @@ class PartitionOffsets:
     def outstanding(self) -> int:
         """Records read but not yet done."""
         return len(self._pending)
+
+    def exposure(self) -> int:
+        """Records from the committable offset up to the highest one sent: what a crash
+        now would read again although some of it may have reached Gameball."""
+        low = self.committable()
+        if low is None or self.sent_max < low:
+            return 0
+        return self.sent_max + 1 - low
 
 
 class OffsetTracker:
@@ -108,3 +126,6 @@ class OffsetTracker:
 
     def outstanding(self) -> int:
         return sum(p.outstanding() for p in self._parts.values())
+
+    def exposure(self) -> int:
+        return sum(p.exposure() for p in self._parts.values())

@@ -40,6 +40,7 @@ from connector.window import Windower
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
+BLOCKED_PAUSE_S = 1.0  # a full batch waiting this long for a slot pauses the partitions
 
 
 class MapperLike(Protocol):
@@ -186,7 +187,10 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
         self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
         self._inflight = 0
+        # one batch below the cap, so the batch about to go cannot pass it
+        self._exposure_cap = (settings.batch.max_in_flight - 1) * settings.batch.max_items
         self._paused = False
+        self._blocked_since: float | None = None
         self._dlq_pending = 0
         self._next_commit = 0.0
         self._accepted_events = 0
@@ -218,23 +222,33 @@ class Pipeline:
         )
         commit_every = self._s.kafka.commit_interval_ms / 1000
         window = self._window
+        self._next_commit = self._clock() + commit_every
         try:
             while not stop.is_set():
                 self._health.beat()
                 now = self._clock()
-                due = window.poll(now)
-                busy = self._inflight or window.sealed()
-                timeout = 0.05 if busy else min(due if due is not None else 0.5, 0.5)
-                msgs = self._source.consume(CONSUME_BATCH, timeout)
-                if msgs:
-                    self._ingest(msgs)
-                self._collect()
-                self._dispatch()
-                self._backpressure()
+                self._dispatch(now)
+                if self._blocked():
+                    # A whole batch waits for a send slot: wait for a completion instead
+                    # of reading further ahead, so a crash re-sends little beyond in flight.
+                    completed = self._collect(wait=0.05)
+                else:
+                    due = window.due_in(now)
+                    timeout = 0.05 if self._inflight else 0.5
+                    if due is not None:
+                        timeout = max(0.001, min(timeout, due))
+                    msgs = self._source.consume(CONSUME_BATCH, timeout)
+                    if msgs:
+                        self._ingest(msgs)
+                    completed = self._collect()
+                now = self._clock()
+                self._dispatch(now)
+                self._backpressure(now)
                 if self._dlq is not None:
                     self._dlq.poll()
-                now = self._clock()
-                if now >= self._next_commit:
+                # Commit as soon as acceptance moved an offset; the timer covers
+                # skip-only progress.
+                if completed or now >= self._next_commit:
                     self._commit(asynchronous=True)
                     self._next_commit = now + commit_every
         finally:
@@ -277,31 +291,54 @@ class Pipeline:
                 child = self._consumed[topic] = self._m.records_consumed.labels(topic)
             child.inc(n)
 
-    def _dispatch(self) -> None:
-        limit = self._s.batch.max_in_flight
-        while self._inflight < limit:
-            batch = self._window.take()
+    def _can_send(self) -> bool:
+        """A sender is free and what a crash would re-send stays within
+        `max_in_flight x max_items` records (docs/delivery.md, "crash exposure").
+
+        With nothing in flight a batch may always go: it holds the oldest waiting
+        events, which is what lets the committable offsets move again.
+        """
+        if self._inflight >= self._s.batch.max_in_flight:
+            return False
+        return not self._inflight or self._tracker.exposure() <= self._exposure_cap
+
+    def _blocked(self) -> bool:
+        """A whole batch is ready but may not be sent yet."""
+        return self._window.full() and not self._can_send()
+
+    def _dispatch(self, now: float, force: bool = False) -> None:
+        """Hand batches to free sender threads (`force`: do not wait for linger)."""
+        while self._can_send():
+            batch = self._window.take(now, force)
             if batch is None:
                 break
+            for item in batch.items:
+                for ev in item.events.values():
+                    offset = ev.record.offset()
+                    if offset > ev.ticket.sent_max:
+                        ev.ticket.sent_max = offset
             self._inflight += 1
             fut = self._executor.submit(self._sender.deliver, batch)
             fut.add_done_callback(self._done.put)
         self._m.inflight.set(self._inflight)
 
-    def _collect(self, wait: float = 0.0) -> None:
+    def _collect(self, wait: float = 0.0) -> int:
         """Handle every finished delivery (waiting up to `wait` for the first one)."""
         try:
             fut = self._done.get(timeout=wait) if wait > 0 else self._done.get_nowait()
         except queue.Empty:
-            return
+            return 0
+        handled = 0
         while True:
             self._inflight -= 1
+            handled += 1
             self._completed(fut.result())
             try:
                 fut = self._done.get_nowait()
             except queue.Empty:
                 break
         self._m.inflight.set(self._inflight)
+        return handled
 
     def _completed(self, delivery: Delivery) -> None:
         wall = time.time()
@@ -330,7 +367,7 @@ class Pipeline:
             log.warning(
                 "delivery abandoned at shutdown or revoke; will be re-read", extra={"events": n}
             )
-        self._window.complete(delivery.batch)
+        self._window.complete(delivery.batch, self._clock())
 
     # --- bad records and dead letters ---------------------------------------------------
 
@@ -410,17 +447,29 @@ class Pipeline:
 
     # --- backpressure, commits ------------------------------------------------------------
 
-    def _backpressure(self) -> None:
+    def _backpressure(self, now: float) -> None:
+        """Pause every assigned partition when Gameball cannot keep up; resume after.
+
+        Two triggers: a full batch has waited for a send slot longer than
+        `BLOCKED_PAUSE_S` (the loop stops reading ahead at once, but must go on polling
+        to stay in the group), or the window holds `max_buffered_events`.
+        """
         buffered = self._window.buffered
         bound = self._s.batch.max_buffered_events
-        if not self._paused and buffered >= bound:
+        blocked = self._blocked()
+        if not blocked:
+            self._blocked_since = None
+        elif self._blocked_since is None:
+            self._blocked_since = now
+        stuck = blocked and now - (self._blocked_since or now) >= BLOCKED_PAUSE_S
+        if not self._paused and (buffered >= bound or stuck):
             self._paused = True
             n = self._source.pause_all()
             log.info(
-                "paused partitions: too many events waiting for Gameball",
-                extra={"buffered": buffered, "partitions": n},
+                "paused partitions: Gameball is not keeping up",
+                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight},
             )
-        elif self._paused and buffered <= bound // 2:
+        elif self._paused and not blocked and buffered <= bound // 2:
             self._paused = False
             n = self._source.resume_all()
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
@@ -510,14 +559,13 @@ class Pipeline:
     def _drain(self, finished: Callable[[], bool], seconds: float) -> bool:
         """Send and complete what is buffered until `finished()` or the deadline."""
         deadline = self._clock() + seconds
-        self._window.flush()
         while not finished():
-            if self._clock() >= deadline:
+            now = self._clock()
+            if now >= deadline:
                 return False
             self._health.beat()
-            self._dispatch()
+            self._dispatch(now, force=True)
             self._collect(wait=0.05)
-            self._window.flush()
             if self._dlq is not None:
                 self._dlq.poll()
         return True

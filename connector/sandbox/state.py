@@ -35,12 +35,16 @@ Clock = Callable[[], float]
 
 
 class Accepted:
-    """One accepted request: its items as raw body (expanded lazily) or JSON lines."""
+    """One accepted request's items, held one of three ways: the raw body (memory mode,
+    expanded on first inspection), JSON lines (loaded from an old store), or a span of
+    the JSONL store (store mode: the file is the memory, read back with pread)."""
 
-    __slots__ = ("count", "endpoint", "job_id", "lines", "raw", "received", "request_id")
+    __slots__ = ("count", "endpoint", "job_id", "lines", "raw", "received", "request_id",
+                 "span")
 
     def __init__(self, endpoint: str, job_id: int | None, request_id: str, received: str,
-                 count: int, raw: bytes | None = None, lines: list[bytes] | None = None):
+                 count: int, raw: bytes | None = None, lines: list[bytes] | None = None,
+                 span: tuple[int, int] | None = None):
         self.endpoint = endpoint
         self.job_id = job_id
         self.request_id = request_id
@@ -48,9 +52,14 @@ class Accepted:
         self.count = count
         self.raw = raw
         self.lines = lines
+        self.span = span  # (offset, length) in the store, trailing newline excluded
 
-    def item_lines(self) -> list[bytes]:
-        """One JSON document per item (what `/_sandbox/items` and the store show)."""
+    def item_lines(self, read: Callable[[int, int], bytes] | None = None) -> list[bytes]:
+        """One JSON document per item (what `/_sandbox/items` and the store show);
+        `read(offset, length)` reads the store for a span."""
+        if self.span is not None:
+            assert read is not None
+            return read(*self.span).split(b"\n")
         if self.lines is None:
             assert self.raw is not None
             obj = orjson.loads(self.raw)
@@ -103,6 +112,8 @@ class SandboxState:
         self._busy: set[str] = set()  # customers in a request being processed
         self._busy_extra: Counter[str] = Counter()  # further holders (check switched off)
         self._store: IO[bytes] | None = None
+        self._store_reader: int | None = None  # read-only fd for pread (no shared seek)
+        self._store_size = 0
         self._store_path = store_path
         self._skipped_store_lines = 0
         if store_path is not None:
@@ -136,6 +147,14 @@ class SandboxState:
         if not ends_cleanly:
             self._store.write(b"\n")
             self._store.flush()
+        self._store_size = self._store.tell()
+        self._store_reader = os.open(path, os.O_RDONLY)
+
+    def _read_store(self, offset: int, length: int) -> bytes:
+        reader = self._store_reader
+        if reader is None:  # closed: the sandbox has stopped
+            return b""
+        return os.pread(reader, length, offset)
 
     def close(self) -> None:
         """Release waiting requests and close the store (SandboxServer.stop)."""
@@ -145,6 +164,9 @@ class SandboxState:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            if self._store_reader is not None:
+                os.close(self._store_reader)
+                self._store_reader = None
 
     # ---- faults ------------------------------------------------------------------
 
@@ -241,16 +263,19 @@ class SandboxState:
                 job_id = self._next_job_id
                 self._next_job_id += 1
         accepted = Accepted(endpoint, job_id, request_id, received, len(items), raw=raw)
+        chunk = b""
         if self._store is not None:  # the lines must be on disk before the answer
-            accepted.lines = record_lines(items, endpoint, job_id, request_id, received)
-            accepted.raw = None
+            chunk = b"\n".join(record_lines(items, endpoint, job_id, request_id, received))
         events = sum(map(len, map(_EVENTS, items)))
         with self._changed:
+            if self._store is not None:
+                self._store.write(chunk + b"\n")
+                self._store.flush()
+                accepted.span = (self._store_size, len(chunk))
+                accepted.raw = None  # the store holds the items now
+                self._store_size += len(chunk) + 1
             self._accepted.append(accepted)
             self._item_count += len(items)
-            if self._store is not None and accepted.lines is not None:
-                self._store.write(b"\n".join(accepted.lines) + b"\n")
-                self._store.flush()
             if job_id is not None:
                 self._jobs[job_id] = self._new_job(job_id, items, request_id, faults)
             stats = self._stats
@@ -305,7 +330,7 @@ class SandboxState:
             if end is not None and position >= end:
                 break
             if position + entry.count > offset:
-                lines = entry.item_lines()
+                lines = entry.item_lines(self._read_store)
                 start = max(0, offset - position)
                 stop = None if end is None else end - position
                 chosen.extend(lines[start:stop])
@@ -410,6 +435,7 @@ class SandboxState:
             if self._store is not None:
                 self._store.seek(0)
                 self._store.truncate()
+                self._store_size = 0
             in_flight = self._stats["in_flight"]  # requests still running will leave()
             self._reset_stats()
             self._stats["in_flight"] = in_flight

@@ -201,9 +201,12 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
     out = [
         f"Run {results['started']} on commit `{m['commit']}`: {m['cpus']} CPUs, Python "
         f"{m['python']}, confluent-kafka {m['confluent_kafka']} (librdkafka "
-        f"{m['librdkafka']}), load average at start {m['load_at_start'][0]}. "
+        f"{m['librdkafka']}), load average {m['load_at_start'][0]} at start and "
+        f"{m.get('load_at_end', ['?'])[0]} at the end (other work on the machine). "
         f"{p['records']:,} records of about {results.get('data', {}).get('avg_record_bytes', '?')}"
         f" bytes, {p['partitions']} partitions, {p['customers']:,} customers, seed {p['seed']}.",
+        *(["", f"Connector config overrides: `{'`, `'.join(p['connector_overrides'])}`."]
+          if p.get("connector_overrides") else []),
         "",
         "| " + " | ".join(HEAD) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(HEAD) - 1)) + "|",
@@ -223,10 +226,18 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
     proc = results["summary"]["ratios"]["processing_cpu_per_million_connector_over_limit"]
     out += ["", f"Processing-only CPU ratio (start-up and group join left out): "
             f"{_fmt(proc, 3)}."]
-    mapping = results.get("mapping")
-    if mapping and mapping.get("available") and mapping.get("output"):
-        out += ["", "Mapping micro-benchmark (`python -m bench.mapping_bench`):", "", "```",
-                mapping["output"], "```"]
+    mapping = results.get("mapping") or {}
+    if mapping.get("rows"):
+        out += ["", "Mapping micro-benchmark (`python -m bench.mapping_bench`, one thread, "
+                "CPU time, decode included):", "",
+                "| case | fast path us/record | records/s per core | pure JMESPath us/record "
+                "| speed-up |", "|---|---:|---:|---:|---:|"]
+        for r in mapping["rows"]:
+            out.append(f"| {r['case']} | {_fmt(r['fast_us_per_record'])} | "
+                       f"{_fmt(r['fast_records_per_s'])} | {_fmt(r['jmespath_us_per_record'])} "
+                       f"| {_fmt(r['speedup'], 1)}x |")
+    elif mapping.get("error"):
+        out += ["", f"Mapping micro-benchmark failed: {mapping['error'][:300]}"]
     try:
         rel = plot_path.resolve().relative_to(doc_path.resolve().parent)
     except ValueError:

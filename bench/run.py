@@ -17,7 +17,6 @@ they are reported, not enforced), 1 when a run failed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -74,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"),
                    help="markdown page whose figures section is regenerated (%(default)s)")
     p.add_argument("--no-docs", action="store_true", help="leave the docs page and plot alone")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=YAML",
+                   help="override a connector config value in the connector and quota runs, "
+                   "e.g. gameball.job_tracking.enabled=false (repeatable; for experiments)")
     p.add_argument("--run-timeout", type=float, default=None,
                    help="deadline per run in seconds (default: from --records)")
     args = p.parse_args(argv)
@@ -85,9 +87,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quota_seconds < 60 and not args.skip_quota and not args.smoke:
         print("note: --quota-seconds below 60 measures less than the targets ask for",
               file=sys.stderr)
+    try:
+        args.overrides = [parse_override(text) for text in args.set]
+    except ValueError as exc:
+        p.error(str(exc))
     if args.run_timeout is None:
         args.run_timeout = 120.0 + args.records / 2_000
     return args
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], YAML-parsed value); ValueError when malformed."""
+    path, sep, value = text.partition("=")
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise ValueError(f"--set {text!r}: expected PATH=VALUE such as batch.linger_ms=100")
+    return path.split("."), yaml.safe_load(value)
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> None:
+    for path, value in overrides:
+        node = config
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
 
 
 def say(text: str) -> None:
@@ -179,11 +201,37 @@ def run_naive(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) 
     return result
 
 
-def start_connector(name: str, config: dict[str, Any], work: Path) -> Measured:
+def start_connector(name: str, config: dict[str, Any], work: Path,
+                    argv: Callable[[Path], list[str]] = connector_argv) -> Measured:
+    """Write the config and start `argv(config path)` with the sandbox's keys."""
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
-    return Measured(name, connector_argv(path), work / f"{name}.log", env=env).start()
+    return Measured(name, argv(path), work / f"{name}.log", env=env).start()
+
+
+def wait_delivered(m: Measured, sandbox: Sandbox, watcher: CommitWatcher, records: int,
+                   ends: dict[int, int], timeout: float) -> tuple[float, float]:
+    """Poll until the sandbox accepted `records` events and the group committed `ends`.
+
+    Returns (all accepted, all committed) wall times; BenchError if the connector dies
+    or the deadline passes.
+    """
+    accepted_at: float | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        if not m.running():
+            raise BenchError(f"{m.name} exited early; see {m.log_path}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{m.name} did not finish within {timeout:.0f}s; see {m.log_path}")
+        if accepted_at is None:
+            if sandbox.stats()["events_accepted"] >= records:
+                accepted_at = time.time()
+        else:
+            committed = watcher.committed()
+            if all(committed.get(p, -1) >= end for p, end in ends.items() if end):
+                return accepted_at, time.time()
+        time.sleep(0.05)
 
 
 def run_connector(args: argparse.Namespace, bootstrap: str, produced: dataset.Produced,
@@ -193,33 +241,16 @@ def run_connector(args: argparse.Namespace, bootstrap: str, produced: dataset.Pr
     with Sandbox(work / "sandbox-connector.log").start() as sandbox:
         config = connector_config(bootstrap, produced.topic, group, sandbox.url,
                                   {"enabled": False})
+        apply_overrides(config, args.overrides)
         m = start_connector("connector", config, work)
         watcher = CommitWatcher(bootstrap, group, produced.topic, produced.partitions)
         try:
-            accepted_at: float | None = None
-            done: float | None = None
-            deadline = time.monotonic() + args.run_timeout
-            while done is None:
-                if not m.running():
-                    raise BenchError(f"connector exited early; see {m.log_path}")
-                if time.monotonic() > deadline:
-                    raise BenchError(f"connector did not finish within {args.run_timeout:.0f}s"
-                                     f"; see {m.log_path}")
-                if accepted_at is None:
-                    if sandbox.stats()["events_accepted"] >= args.records:
-                        accepted_at = time.time()
-                else:
-                    committed = watcher.committed()
-                    if all(committed.get(p, -1) >= end
-                           for p, end in produced.end_offsets.items() if end):
-                        done = time.time()
-                        break
-                time.sleep(0.05)
+            accepted_at, done = wait_delivered(m, sandbox, watcher, args.records,
+                                               produced.end_offsets, args.run_timeout)
         finally:
             watcher.close()
             usage = m.stop(60)
         stats = sandbox.stats(arrivals=True)
-    assert accepted_at is not None and done is not None  # the loop ends only with both
     result = measures("connector", m, usage, args.records,
                       log_time(m.log_path, "partitions assigned"), done)
     sends = [a for a in stats["arrivals"] if a["path"] == BATCH_PATH]
@@ -255,6 +286,7 @@ def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict
         config = connector_config(broker.bootstrap, topic, group, sandbox.url,
                                   {"enabled": True, "per_second": QUOTA["per_second"],
                                    "per_30_seconds": per30})
+        apply_overrides(config, args.overrides)
         m = start_connector("quota", config, work)
         try:
             t0: float | None = None
@@ -314,28 +346,23 @@ def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict
     return result
 
 
-def run_mapping_bench(work: Path, timeout: float = 600.0) -> dict[str, Any]:
-    """bench.mapping_bench (written by the mapping work) as a subprocess; its output kept."""
+def run_mapping_bench(timeout: float = 600.0) -> dict[str, Any]:
+    """bench.mapping_bench (owned by the mapping work) as a subprocess, its JSON rows kept."""
     if not (ROOT / "bench" / "mapping_bench.py").exists():
         return {"available": False}
-    json_path = work / "mapping.json"
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.mapping_bench", "--json",
-                               str(json_path)], capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT)
-        if proc.returncode == 2 and "--json" in proc.stderr:  # no JSON option: plain run
-            proc = subprocess.run([sys.executable, "-m", "bench.mapping_bench"],
-                                  capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-m", "bench.mapping_bench", "--json"],
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
-        return {"available": True, "ok": False, "output": f"timed out after {timeout:.0f}s"}
-    result: dict[str, Any] = {"available": True, "ok": proc.returncode == 0,
-                              "output": proc.stdout.strip()[-4000:]}
+        return {"available": True, "ok": False, "error": f"timed out after {timeout:.0f}s"}
     if proc.returncode != 0:
-        result["stderr"] = proc.stderr.strip()[-2000:]
-    if json_path.exists():
-        with contextlib.suppress(ValueError):
-            result["results"] = json.loads(json_path.read_text())
-    return result
+        return {"available": True, "ok": False, "error": proc.stderr.strip()[-2000:]}
+    try:
+        rows = json.loads(proc.stdout)
+    except ValueError:
+        return {"available": True, "ok": False, "error": "output is not JSON",
+                "output": proc.stdout[-2000:]}
+    return {"available": True, "ok": True, "rows": rows}
 
 
 def machine() -> dict[str, Any]:
@@ -375,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {
             "records": args.records, "partitions": args.partitions,
             "customers": args.customers, "seed": args.seed, "smoke": args.smoke,
+            "connector_overrides": args.set,
             "quota": None if args.skip_quota else {**QUOTA, "warm_up_s": WARM_UP_S,
                                                    "measured_s": args.quota_seconds},
         },
@@ -416,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bench: FAILED: {failed}")
     if not args.skip_mapping and failed is None:
         say("bench: mapping micro-benchmark ...")
-        results["mapping"] = run_mapping_bench(work)
+        results["mapping"] = run_mapping_bench()
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["summary"] = report.summarise(runs)
     json_path = report.write_json(results, out, stamp)
     plot_path = out / "benchmark.png" if args.no_docs else Path(args.docs).parent / \

@@ -100,6 +100,7 @@ def parse_expression(text: str) -> Expression:
         compiled = jmespath.compile(rewritten)
     except JMESPathError as exc:
         reason = str(exc).splitlines()[0].removesuffix(", for expression:").rstrip(":")
+        reason = reason.removeprefix("Invalid jmespath expression: ")
         raise ValueError(f"invalid expression {text!r}: {reason}") from None
     for fn in _function_names(compiled.parsed) - _BUILTIN_FUNCTIONS:
         if fn == ENVELOPE_FUNCTION and used:

@@ -520,9 +520,11 @@ class Pipeline:
         self._m.rebalances.labels("lost" if lost else "revoke").inc()
         if not lost:
             wanted = [self._tracker.get(t, p) for t, p in parts]
-            self._drain(
-                lambda: all(w.outstanding() == 0 for w in wanted), self._s.shutdown.drain_seconds
-            )
+            if not self._health.stopping:  # shutdown has drained already, bounded once
+                self._drain(
+                    lambda: all(w.outstanding() == 0 for w in wanted),
+                    self._s.shutdown.drain_seconds,
+                )
             self._commit(asynchronous=False, only=parts)
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)

@@ -1,0 +1,128 @@
+"""Rejected items (issue 4): a few customers answer 400 with a customer error.
+
+The connector must split the batches holding them until the bad items are alone,
+deliver every other item of those batches, copy the bad records to the dead-letter
+topic with Gameball's error object in headers, and commit everything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connector.localbroker import LocalBroker
+from connector.sandbox.faults import Faults
+from connector.sandbox.server import SandboxServer
+from tests.support import (
+    ConnectorProcess,
+    committed,
+    connector_config,
+    produce,
+    unique,
+    wait_until,
+)
+
+PARTITIONS = 3
+RECORDS = 3_000  # the issue gives no number
+CUSTOMERS = 300
+BAD = {"c7", "c42", "c199"}
+
+
+def read_all(bootstrap: str, topic: str, quiet: float) -> list[Any]:
+    """Every record of partition 0, read until nothing new came for `quiet` seconds.
+
+    Assigned, not subscribed: no group join to wait for.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[Any] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < quiet:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    topic, dlq, group = unique("rejected"), unique("dlq"), unique("g-rejected")
+    broker.create_topics([topic], partitions=PARTITIONS)
+    broker.create_topics([dlq], partitions=1)
+    records = [
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % CUSTOMERS}"},
+         "total": {"amount": i}}
+        for i in range(RECORDS)
+    ]
+    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % CUSTOMERS}".encode(),
+                   headers=lambda i: [("trace", f"t-{i}".encode())])
+    bad_orders = {r["id"] for r in records if r["customer"]["id"] in BAD}
+    good_orders = {r["id"] for r in records} - bad_orders
+
+    with SandboxServer(faults=Faults(reject_customers=sorted(BAD))) as sandbox:
+        config = connector_config(
+            broker.bootstrap, sandbox.url, topic, group,
+            batch={"max_items": 100, "linger_ms": 50, "max_in_flight": 4},
+            dead_letter={"topic": dlq},
+        )
+        proc = ConnectorProcess(config, tmp_path).start()
+        try:
+            wait_until(
+                lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends, 60,
+                "committed offsets == end offsets", every=0.5,
+            )
+            proc.signal()
+            assert proc.wait(30) == 0
+        finally:
+            proc.kill()
+        items = sandbox.items()
+        stats = sandbox.stats()
+
+    got = Counter(meta["order_id"] for item in items for meta in item["events"].values())
+    assert set(got) == good_orders  # every other item of the rejected batches arrived
+    assert max(got.values()) == 1  # ...once: no faults here, so no duplicates either
+    assert not BAD & {item["customerId"] for item in items}
+    rejected_requests = [a for a in stats["arrivals"] if a["status"] == 400]
+    # Each bad record needs one request alone; the batches it shared add more: bisected.
+    assert len(rejected_requests) > len(bad_orders)
+
+    # Everything was committed, so every copy is in the topic: reading on for 2 s after
+    # the last one finds any extra copy.
+    letters = read_all(broker.bootstrap, dlq, quiet=2.0)
+    assert len(letters) == len(bad_orders)  # each bad record exactly once
+    by_order: dict[str, dict[str, Any]] = {}
+    for msg in letters:
+        value = msg.value()
+        assert value is not None
+        order = orjson.loads(value)
+        headers = {k: (v.decode() if v is not None else None) for k, v in msg.headers() or []}
+        by_order[order["id"]] = {"order": order, "headers": headers, "key": msg.key()}
+    assert set(by_order) == bad_orders
+    for order_id, letter in by_order.items():
+        h = letter["headers"]
+        customer = letter["order"]["customer"]["id"]
+        assert letter["key"] == customer.encode()  # the original record, untouched
+        assert h["trace"] == f"t-{order_id.removeprefix('o-')}"  # original headers kept
+        assert h["gameball.error.stage"] == "gameball"
+        assert h["gameball.error.reason"] == "rejected"
+        assert h["gameball.error.status"] == "400"
+        assert h["gameball.error.code"] == "7001"
+        assert h["gameball.error.type"] == "Customer Error"
+        assert customer in h["gameball.error.message"]
+        assert len(h["gameball.error.requestId"]) >= 16
+        assert h["gameball.error.customerId"] == customer
+        assert h["gameball.error.event"] == "place_order"
+        assert h["gameball.error.topic"] == topic
+        assert int(h["gameball.error.partition"]) in range(PARTITIONS)
+        assert int(h["gameball.error.offset"]) >= 0

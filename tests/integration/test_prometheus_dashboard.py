@@ -226,12 +226,14 @@ def test_every_dashboard_query_returns_data_from_a_live_connector(
             s["metric"]["reason"]: float(s["value"][1])
             for s in prometheus.query(f"gameball_connector_records_skipped_total{{{sel}}}")
         }
-        assert skipped == {"unmatched": 2, "tombstone": 2}, skipped  # cart_viewed, None
+        # cart_viewed and None, once per wave (at least once: a rebalance may re-read)
+        assert set(skipped) == {"unmatched", "tombstone"}, skipped
+        assert min(skipped.values()) >= 2, skipped
         failed = {
             (s["metric"]["stage"], s["metric"]["reason"]): float(s["value"][1])
             for s in prometheus.query(f"gameball_connector_records_failed_total{{{sel}}}")
         }
-        assert failed == {("decode", "invalid_json"): 2}, failed
+        assert set(failed) == {("decode", "invalid_json")} and min(failed.values()) >= 2, failed
         # Job tracking saw c-fail's items fail; the pipeline dead-lettered them.
         def dead_letter_reasons() -> dict[str, float]:
             return {
@@ -245,7 +247,7 @@ def test_every_dashboard_query_returns_data_from_a_live_connector(
             lambda: (r := dead_letter_reasons()).get("job_failed", 0) > 0 and r, 30,
             "job_failed dead letters",
         )
-        assert reasons["invalid_json"] == 2, reasons
+        assert reasons["invalid_json"] >= 2, reasons
         assert prometheus.value(f"sum(gameball_connector_job_items_failed_total{{{sel}}})") > 0
         completed = f'sum(gameball_connector_jobs_total{{{sel}, status="completed"}})'
         assert prometheus.value(completed) > 0

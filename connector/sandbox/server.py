@@ -173,6 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
                    explain: str | None = None) -> None:
         """Malformed HTTP (bad request line, huge headers, unknown method): error object."""
         self.request_id = self.request_id or uuid.uuid4().hex
+        if getattr(self, "request_version", "") == "HTTP/0.9":  # unparsable: still send a head
+            self.request_version = "HTTP/1.0"
         error = ApiError(code, errors.BAD_HTTP_REQUEST if code < 500 or code == 501
                          else errors.SERVER_ERROR, message or "bad HTTP request")
         self._write(code, orjson.dumps(error.body(self.request_id)), close=True)

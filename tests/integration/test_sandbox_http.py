@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -177,6 +178,25 @@ def test_bad_bodies_are_payload_errors(sandbox: SandboxServer, client: Client, r
     assert client.batch(items("c1")).status == 200  # the connection is still in sync
 
 
+def test_chunked_bodies_are_read(sandbox: SandboxServer, client: Client) -> None:
+    body = orjson.dumps({"body": items("c1", "c2")})
+    chunks = [body[:10], body[10:50], body[50:]]
+    answer = client.pool.urlopen("POST", BATCH, body=iter(chunks), chunked=True,
+                                 headers={**KEYS, **JSON})
+    assert answer.status == 200
+    assert [i["customerId"] for i in sandbox.items()] == ["c1", "c2"]
+
+
+def test_malformed_http_gets_an_error_object(sandbox: SandboxServer) -> None:
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw:
+        raw.sendall(b"NONSENSE\r\n\r\n")
+        answer = raw.makefile("rb").read()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    error = orjson.loads(payload)
+    assert set(error) == ERROR_FIELDS and error["code"] == 2012
+
+
 def test_unknown_paths_and_methods(client: Client) -> None:
     missing = client.request("GET", "/api/v4.0/nope")
     assert missing.status == 404 and error_of(missing)["code"] == 2004
@@ -266,7 +286,7 @@ def test_rejected_customer_fails_the_whole_request(sandbox: SandboxServer,
 
 
 def test_same_customer_in_two_requests_at_once_is_2001(sandbox: SandboxServer) -> None:
-    sandbox.set_faults(Faults(latency_ms=400))
+    sandbox.set_faults(Faults(latency_ms=250))
     slow, fast = Client(sandbox.url), Client(sandbox.url)
     answers: dict[str, int] = {}
     worker = threading.Thread(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from connector.sandbox.faults import Faults
 from connector.sandbox.state import SandboxState
@@ -48,8 +49,9 @@ def test_accepted_items_are_recorded_with_job_and_request() -> None:
     assert stats["requests_accepted"] == 3 and stats["max_items_per_request"] == 2
 
 
-def test_items_json_pages_across_requests() -> None:
-    state = SandboxState()
+@pytest.mark.parametrize("store", [False, True], ids=["memory", "store"])
+def test_items_json_pages_across_requests(tmp_path: Path, store: bool) -> None:
+    state = SandboxState(store_path=str(tmp_path / "s.jsonl") if store else None)
     for start in range(0, 9, 3):
         accept(state, items(*(f"c{n}" for n in range(start, start + 3))))
     page = orjson.loads(state.items_json(offset=2, limit=5))

@@ -112,7 +112,7 @@ _item = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_item, min_size=1, max_size=6))
 def test_fast_path_agrees_with_the_item_check(items: list[Any]) -> None:
     expected = next((p for i, x in enumerate(items)

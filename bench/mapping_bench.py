@@ -99,7 +99,7 @@ def run(seconds: float = 1.0) -> list[dict[str, Any]]:
 
     settings = [RouteSettings.model_validate(PLAIN_ROUTE)]
     raw = orjson.dumps(PLAIN_VALUE)
-    plain = [SourceRecord("orders", raw, offset_=i) for i in range(64)]
+    plain: list[RecordLike] = [SourceRecord("orders", raw, offset_=i) for i in range(64)]
     row("six plain lookups", Mapper(settings), Mapper(settings, fast_paths=False), plain)
     for name in sorted(p.name for p in EXAMPLES.iterdir() if (p / "config.yaml").is_file()):
         fast, slow, happy, every = example_records(name)

@@ -62,7 +62,7 @@ def run(routes: list[dict[str, Any]] | dict[str, Any], record: SourceRecord, **k
 
 # --- routes ---------------------------------------------------------------------------
 
-ROUTES = [
+ROUTES: list[tuple[Any, ...]] = [
     # (id, routes, record, expected)
     ("exact topic", route(), rec({"cid": "c1"}), [("c1", "e", {})]),
     ("other topic unmatched", route(), rec({"cid": "c1"}, topic="u"), ("skip", "unmatched")),
@@ -309,7 +309,7 @@ def test_topic_key_format_applies_to_its_routes() -> None:
 # --- event names ------------------------------------------------------------------------
 
 EVENT_MAP = {"placed": "place_order", "viewed": None, "1": "level_one", "true": "flagged"}
-EVENTS = [
+EVENTS: list[tuple[Any, ...]] = [
     ("literal", {}, {"kind": "x"}, [("c", "e", {})]),
     ("from a field", {"event": None, "event_from": "kind"}, {"kind": "x"}, [("c", "x", {})]),
     ("from a header", {"event": None, "event_from": "@headers.type"}, {}, [("c", "hdr", {})]),

@@ -53,6 +53,10 @@ class SourceRecord:
     def headers(self) -> list[tuple[str, bytes | None]] | None:
         return list(self.headers_) if self.headers_ else None
 
+    def error(self) -> None:
+        """A built record is never a consumer error event (Message.error() is)."""
+        return None
+
     def timestamp(self) -> tuple[int, int]:
         # (type, ms): type 0 means "not available", 1 create time, as in confluent-kafka.
         if self.timestamp_ms is None:

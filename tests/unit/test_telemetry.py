@@ -1,0 +1,140 @@
+"""Each metric of the public contract, on a fresh registry, after driving the pipeline's
+own pieces with stub records (no broker: the Pipeline opens no connection until run)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from connector.config import parse
+from connector.gameball import Action, Answer, GameballClient, Verdict
+from connector.mapping import Mapper
+from connector.pipeline import Pipeline, _SenderHooks
+from connector.records import SourceRecord
+from connector.sender import Delivery
+from connector.telemetry import Health, Metrics
+
+CONFIG = """
+kafka: {bootstrap_servers: "127.0.0.1:1", topics: [orders]}
+gameball:
+  base_url: "http://127.0.0.1:1"
+  api_key: key-123456
+  secret_key: secret-123456
+  rate_limit: {enabled: false}
+batch: {max_items: 10, linger_ms: 0}
+mappings:
+  - topic: orders
+    when: "type == 'order'"
+    customer_id: customer
+    event: place_order
+    metadata: {id: id}
+"""
+
+
+class Built:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.health = Health(60)
+        settings = parse(CONFIG, {})
+        self.client = GameballClient(settings.gameball, 2)
+        self.pipeline = Pipeline(settings, Mapper(settings.mappings), self.client,
+                                 self.metrics, self.health)
+
+    def value(self, name: str, **labels: str) -> float:
+        got = self.registry.get_sample_value(name, labels)
+        return 0.0 if got is None else got
+
+
+def rec(offset: int, value: dict[str, Any] | bytes | None, partition: int = 0) -> SourceRecord:
+    raw = orjson.dumps(value) if isinstance(value, dict) else value
+    two_seconds_ago = int(time.time() * 1000) - 2000
+    return SourceRecord("orders", raw, partition, offset, timestamp_ms=two_seconds_ago)
+
+
+def test_record_counters_follow_what_the_mapper_decided() -> None:
+    b = Built()
+    # the path librdkafka's assign callback takes
+    b.pipeline._source._assigned(None, [TopicPartition("orders", 0)])  # type: ignore[arg-type]
+    b.pipeline._ingest([
+        rec(0, {"type": "order", "customer": "c1", "id": 1}),
+        rec(1, {"type": "view", "customer": "c1"}),  # no route takes it: unmatched
+        rec(2, None),  # tombstone
+        rec(3, b"{not json"),  # decode error
+        rec(4, {"type": "order", "id": 2}),  # no customer id: mapping error
+    ])
+    assert b.value("gameball_connector_records_consumed_total", topic="orders") == 5
+    skipped = "gameball_connector_records_skipped_total"
+    assert b.value(skipped, topic="orders", reason="unmatched") == 1
+    assert b.value(skipped, topic="orders", reason="tombstone") == 1
+    failed = {s.labels["stage"]: s.value for s in b.registry.collect()
+              for s in s.samples if s.name == "gameball_connector_records_failed_total"}
+    assert failed == {"decode": 1, "mapping": 1}
+    assert b.value("gameball_connector_assigned_partitions") == 1
+    assert b.value("gameball_connector_rebalances_total", kind="assign") == 1
+
+
+def test_acceptance_drives_events_latency_and_commits() -> None:
+    b = Built()
+    b.pipeline._on_assign([("orders", 0)])
+    b.pipeline._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
+    b.pipeline._dispatch(time.monotonic() + 1, force=True)
+    # the sender thread cannot reach 127.0.0.1:1; build its answer the way it would
+    assert b.value("gameball_connector_inflight_requests") == 1
+    b.pipeline._abandon.set()  # the real sender gives up; replace its outcome:
+    fut = b.pipeline._done.get(timeout=30)
+    delivery = fut.result()
+    accepted = Delivery(delivery.batch, accepted=[(delivery.batch.items, 7)])
+    b.pipeline._inflight -= 1
+    b.pipeline._completed(accepted)
+    assert b.value("gameball_connector_events_accepted_total", endpoint="batch") == 3
+    assert b.value("gameball_connector_end_to_end_seconds_count") == 1
+    assert b.value("gameball_connector_end_to_end_seconds_sum") >= 2.0
+    assert b.pipeline._tracker.to_commit() == [("orders", 0, 3)]
+    b.pipeline._on_commit(None, [TopicPartition("orders", 0, 3)])
+    assert b.value("gameball_connector_commits_total", result="ok") == 1
+    assert b.value("gameball_connector_committed_offset", topic="orders", partition="0") == 3
+
+
+def test_sender_hooks_count_requests_retries_duplicates_and_waits() -> None:
+    b = Built()
+    hooks = _SenderHooks(b.metrics, b.health, "batch")
+    hooks.request_done(200, 0.05, 10)
+    hooks.request_done(None, 1.0, 10)
+    from connector.records import Batch, Event, Item
+
+    e = Event("c1", "place_order", {}, rec(9, {}))
+    hooks.retrying("server_error", Answer(500), Batch([Item("c1", {"place_order": e})]))
+    hooks.possible_duplicate(Batch([Item("c1", {"place_order": e})]))
+    hooks.rate_limited(0.25)
+    assert b.value("gameball_connector_requests_total", endpoint="batch", code="200") == 1
+    assert b.value("gameball_connector_requests_total", endpoint="batch", code="error") == 1
+    assert b.value("gameball_connector_request_duration_seconds_count", endpoint="batch") == 2
+    assert b.value("gameball_connector_batch_items_sum") == 20
+    assert b.value("gameball_connector_retries_total", endpoint="batch", reason="server_error") == 1
+    assert b.value("gameball_connector_possible_duplicates_total") == 1
+    assert b.value("gameball_connector_rate_limit_delay_seconds_total") == 0.25
+    hooks.halted(Answer(401, {"code": 1001}), Verdict(Action.HALT, "auth"))
+    assert b.health.ready() == (False, "starting")
+    b.health.started = True
+    assert b.health.ready()[0] is False and b.health.auth_failing
+    hooks.recovered()
+    assert b.health.ready() == (True, "ok")
+
+
+def test_lag_from_librdkafka_statistics() -> None:
+    b = Built()
+    b.pipeline._source.assigned.add(("orders", 1))
+    stats = {"brokers": {"b1": {"state": "UP"}},
+             "topics": {"orders": {"partitions": {"1": {"consumer_lag": 42},
+                                                  "-1": {"consumer_lag": -1}}}}}
+    b.pipeline._on_stats(orjson.dumps(stats).decode())
+    assert b.value("gameball_connector_consumer_lag", topic="orders", partition="1") == 42
+    assert b.health.broker_reachable
+    stats["brokers"]["b1"]["state"] = "DOWN"
+    b.pipeline._on_stats(orjson.dumps(stats).decode())
+    assert not b.health.broker_reachable

@@ -73,6 +73,18 @@ _ROUTES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """What a Gameball API handler answers; written only after the bookkeeping is done."""
+
+    status: int
+    payload: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    close: bool = False
+    items: int = 0  # items accepted (stats)
+    answered: bool = True  # False: close the connection without a status line (drop)
+
+
 class _Answer(Exception):
     """Raised inside a handler to answer with an error right away."""
 
@@ -257,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route(method, split.path, body)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away mid-answer; not a bug
         except Exception:
             # A sandbox bug must be loud: log it and answer 500 with an error object.
             _log.exception("sandbox failed on %s %s", method, split.path)
@@ -285,39 +299,46 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._error(ApiError(404, errors.NOT_FOUND, f"no such endpoint: {method} {path}"))
 
-    def _api(self, route: _Route, method: str, handler: Callable[[bytes, str], Any],
+    def _api(self, route: _Route, method: str, handler: Callable[[bytes, str], _Reply],
              body: bytes, job_id: str) -> None:
-        """Gameball API request: stall, run the handler, add latency, answer, count."""
+        """Gameball API request: stall, handler, latency, bookkeeping, then the answer.
+
+        Counting and leaving happen before the answer is written, so a client that
+        reads the stats right after its answer sees its request, and a client's next
+        request never overlaps the one just answered in `max_concurrent`.
+        """
         state = self.srv.state
         sends = route.template in (BATCH_PATH, EVENTS_PATH)
         if sends:
             state.enter(len(body))
-        status, items, answered = 500, 0, True
         self._arrival = time.time()
         try:
             state.hold_while_stalled()
             self._arrival = time.time()  # send requests: replaced by the limiter's instant
             try:
-                status, items, answered = handler(body, job_id)
+                reply = handler(body, job_id)
             except _Answer as answer:
-                status = answer.error.status
-                self._latency()
-                self._error(answer.error, close=answer.close)
+                reply = _Reply(answer.error.status,
+                               orjson.dumps(answer.error.body(self.request_id)),
+                               answer.error.headers, answer.close)
+            self._latency()
         finally:
             if sends:
                 state.leave()
-        state.record(method, route.template, status, self._arrival, items, answered,
-                     self.request_id)
+        state.record(method, route.template, reply.status, self._arrival, reply.items,
+                     reply.answered, self.request_id)
+        if reply.answered:
+            self._write(reply.status, reply.payload, reply.headers, reply.close)
+        else:
+            self.close_connection = True  # stored, but the caller never learns it
 
     def _latency(self) -> None:
         if not self._latency_done:
             self._latency_done = True
             self.srv.state.sleep(self.srv.state.faults.latency_ms / 1000.0)
 
-    def _ok(self, value: Any) -> tuple[int, int, bool]:
-        self._latency()
-        self._json(200, value)
-        return 200, 0, True
+    def _ok(self, value: Any) -> _Reply:
+        return _Reply(200, orjson.dumps(value))
 
     # ---- Gameball API ----------------------------------------------------------------
 
@@ -346,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Answer(ApiError(400, errors.INVALID_JSON,
                                    f"request body is not valid JSON: {exc}")) from None
 
-    def _post_batch(self, body: bytes, _: str) -> tuple[int, int, bool]:
+    def _post_batch(self, body: bytes, _: str) -> _Reply:
         self._check_auth(secret=True)
         obj = self._admit_and_parse(body)
         problem = validate_batch_body(obj)
@@ -354,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Answer(problem)
         return self._send(obj["body"], "batch", body)
 
-    def _post_events(self, body: bytes, _: str) -> tuple[int, int, bool]:
+    def _post_events(self, body: bytes, _: str) -> _Reply:
         self._check_auth(secret=False)
         if self.headers.get("secretkey") is not None:
             # Not an error at Gameball, but the secret travels where it is not needed.
@@ -377,7 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._parse_json(body)
 
     def _send(self, items: list[dict[str, Any]], endpoint: str,
-              raw: bytes) -> tuple[int, int, bool]:
+              raw: bytes) -> _Reply:
         """Faults, store and answer for an already valid send request."""
         state = self.srv.state
         faults = state.faults
@@ -404,22 +425,18 @@ class _Handler(BaseHTTPRequestHandler):
             dropped = state.roll(faults.drop_rate)
         finally:
             state.release(customers)
-        if dropped:
-            # Stored, but the caller never learns it: close without a status line.
-            self.close_connection = True
-            return 200, len(items), False
         if endpoint == "batch":
-            self._json(200, {"jobId": job_id})
+            payload = orjson.dumps({"jobId": job_id})
         else:
-            self._json(200, {"success": True, "message": "Events processed"})
-        return 200, len(items), True
+            payload = orjson.dumps({"success": True, "message": "Events processed"})
+        return _Reply(200, payload, items=len(items), answered=not dropped)
 
     def _job_id(self, raw: str) -> int:
         if not raw.isdigit():
             raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {raw!r}"))
         return int(raw)
 
-    def _get_status_newest(self, _: bytes, raw_id: str) -> tuple[int, int, bool]:
+    def _get_status_newest(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=False)
         job_id = self._job_id(raw_id)
         job = self.srv.state.job(job_id)
@@ -427,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {job_id}"))
         return self._ok(newest_status(job, self.srv.state.now()))
 
-    def _get_status_older(self, _: bytes, raw_id: str) -> tuple[int, int, bool]:
+    def _get_status_older(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=True)
         job_id = self._job_id(raw_id)
         job = self.srv.state.job(job_id)
@@ -435,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {job_id}"))
         return self._ok(older_status(job, self.srv.state.now()))
 
-    def _delete_job(self, _: bytes, raw_id: str) -> tuple[int, int, bool]:
+    def _delete_job(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=True)
         job_id = self._job_id(raw_id)
         job = self.srv.state.stop_job(job_id)

@@ -9,6 +9,7 @@ lines are made at acceptance anyway (they must be on disk before the answer).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import os
@@ -101,7 +102,7 @@ class SandboxState:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
-        self._faults = faults or Faults()
+        self._faults = copy.deepcopy(faults) if faults is not None else Faults()
         self._random = random.Random(self._faults.seed)
         self._limiter = SlidingWindowLimiter(self._faults.windows(), clock)
         self._stall_until = clock() + self._faults.stall_seconds
@@ -177,6 +178,7 @@ class SandboxState:
 
     def set_faults(self, faults: Faults) -> None:
         """Replace the faults; a stall starts now (or ends, with stall_seconds 0)."""
+        faults = copy.deepcopy(faults)  # the caller may keep editing its object
         with self._changed:
             self._faults = faults
             self._random = random.Random(faults.seed)

@@ -25,7 +25,7 @@ from connector.sandbox.server import SandboxServer
 from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
 
 PARTITIONS = 3
-RECORDS = 20_000  # the issue gives no number: enough for 400+ requests, > 30 s of sending
+RECORDS = 15_000  # the issue gives no number: 400+ requests, > 30 s of sending at the limit
 MAX_ITEMS = 50
 
 
@@ -127,15 +127,6 @@ def test_everything_arrives_through_errors_drops_and_rate_limits(
     assert max_in_window(after, 1.0) <= 20
     assert max_in_window(after, 30.0) <= 400
     assert len(sends) > 400  # the 30 s window was really in play
-    if limited:
-        t0 = sends[0]["t"]
-        for a in sends:
-            if abs(a["t"] - limited[0]) < 1.2 or a["t"] - t0 < 0.5:
-                print(round(a["t"] - t0, 3), a["status"], a["answered"])
-        before = [a["t"] for a in sends if a["status"] != 429 and a["t"] <= limited[0]]
-        print("admitted in 1s before:", sum(1 for t in before if t > limited[0] - 1.0),
-              "in 30s before:", sum(1 for t in before if t > limited[0] - 30.0),
-              "at", round(limited[0] - t0, 2))
     print(
         f"faults: {len(sends)} requests in {elapsed:.1f}s, 429s={len(limited)}, "
         f"500s={stats['injected_errors']}, dropped={stats['dropped']}, "

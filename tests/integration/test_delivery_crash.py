@@ -1,0 +1,93 @@
+"""Crash (issue 4): three SIGKILLs at random moments during a 40,000-record run.
+
+Nothing may be missing, and what each kill makes the next process send again (events
+Gameball had already accepted) must stay below `max_in_flight x max_items`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+from connector.localbroker import LocalBroker
+from connector.sandbox.faults import Faults
+from connector.sandbox.server import SandboxServer
+from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+
+PARTITIONS = 3
+RECORDS = 40_000  # the issue's number
+KILLS = 3
+MAX_ITEMS, MAX_IN_FLIGHT = 100, 4
+BOUND = MAX_IN_FLIGHT * MAX_ITEMS  # re-sent events allowed per kill
+
+
+def order_ids(items: list[dict[str, object]]) -> list[str]:
+    return [meta["order_id"] for item in items for meta in item["events"].values()]  # type: ignore[attr-defined]
+
+
+def test_three_sigkills_lose_nothing_and_resend_little(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("CRASH_SEED", random.randrange(1 << 30)))
+    rnd = random.Random(seed)
+    topic, group = unique("crash"), unique("g-crash")
+    broker.create_topics([topic], partitions=PARTITIONS)
+    records = (
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 4000}"},
+         "total": {"amount": i % 700}}
+        for i in range(RECORDS)
+    )
+    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 4000}".encode())
+
+    # 80 ms per request keeps the run long enough (about 8 s of sending) to kill it
+    # three times in the middle. A short session lets the killed member expire fast.
+    with SandboxServer(faults=Faults(latency_ms=80)) as sandbox:
+        config = connector_config(
+            broker.bootstrap, sandbox.url, topic, group,
+            kafka={"properties": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500}},
+            batch={"max_items": MAX_ITEMS, "linger_ms": 50, "max_in_flight": MAX_IN_FLIGHT},
+        )
+        boundaries = []  # items stored before each restart
+        for run in range(KILLS):
+            proc = ConnectorProcess(config, tmp_path, name=f"run{run}").start()
+            try:
+                base = sandbox.state.item_count()
+                wait_until(lambda b=base: sandbox.state.item_count() > b + MAX_ITEMS, 30,  # type: ignore[misc]
+                           f"run {run} delivering")
+                time.sleep(rnd.uniform(0.0, 1.0))  # the random moment of the kill
+                proc.signal(signal.SIGKILL)
+                assert proc.wait(10) == -signal.SIGKILL
+            finally:
+                proc.kill()
+            # requests already on the wire still land at the sandbox: count them in
+            wait_until(lambda: sandbox.stats(arrivals=False)["in_flight"] == 0, 10,
+                       "the killed process's requests to finish")
+            boundaries.append(sandbox.state.item_count())
+        assert boundaries[-1] < RECORDS, "the run ended before the last kill"
+
+        final = ConnectorProcess(config, tmp_path, name="final").start()
+        try:
+            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+                       90, "committed offsets == end offsets", every=0.5)
+            final.signal()
+            assert final.wait(30) == 0
+        finally:
+            final.kill()
+        items = sandbox.items()
+
+    ids = order_ids(items)
+    counts = Counter(ids)
+    assert set(counts) == {f"o-{i}" for i in range(RECORDS)}, "events missing"
+    per_kill = []
+    for k, start in enumerate(boundaries):
+        before = set(order_ids(items[:start]))
+        end = boundaries[k + 1] if k + 1 < len(boundaries) else len(items)
+        per_kill.append(sum(1 for i in order_ids(items[start:end]) if i in before))
+    total = sum(n - 1 for n in counts.values())
+    print(f"crash (seed {seed}): re-sent per kill {per_kill}, total duplicates {total}")
+    assert all(n <= BOUND for n in per_kill), (per_kill, f"seed {seed}")
+    assert total == sum(per_kill)  # nothing duplicated except across a kill

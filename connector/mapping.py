@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
 import orjson
@@ -250,6 +250,19 @@ def _jp_equals(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
+def _equals_literal(lit: Any) -> Callable[[Any], bool] | None:
+    """`x == lit` with JMESPath's rules, specialised for a scalar literal; None otherwise."""
+    if isinstance(lit, str):
+        return lambda x: x == lit  # no 0/1-vs-bool case can arise with a string
+    if lit is None or isinstance(lit, bool):
+        return lambda x: x is lit  # only null is null; 1 and 1.0 never equal true
+    if isinstance(lit, int | float):
+        if lit in (0, 1):
+            return lambda x: x.__class__ is not bool and x == lit
+        return lambda x: x == lit  # a bool equals no number but 0 and 1 in Python
+    return None
+
+
 def _comparable(x: Any) -> bool:
     return _number(x) or isinstance(x, str)
 
@@ -259,6 +272,44 @@ _ORDER = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": opera
 
 class _Unsupported(Exception):
     pass
+
+
+def _fast_function(
+    name: str, args: list[Getter], call: Callable[[str, list[Any]], Any]
+) -> Getter | None:
+    """The commonest functions without the generic dispatch; any argument of a type the
+    fast branch does not handle goes to JMESPath's own function (and its type errors)."""
+    if name == "length" and len(args) == 1:
+        (only,) = args
+
+        def length(v: Any, r: RecordLike) -> Any:
+            x = only(v, r)
+            if x.__class__ is str or x.__class__ is list or x.__class__ is dict:
+                return len(x)
+            return call(name, [x])
+
+        return length
+    if name == "to_number" and len(args) == 1:
+        (only,) = args
+
+        def to_number(v: Any, r: RecordLike) -> Any:
+            x = only(v, r)
+            if x.__class__ is int or x.__class__ is float:
+                return x
+            return call(name, [x])
+
+        return to_number
+    if name == "not_null" and args:
+
+        def not_null(v: Any, r: RecordLike) -> Any:
+            values = [a(v, r) for a in args]  # all evaluated, as the interpreter does
+            for x in values:
+                if x is not None:
+                    return x
+            return None
+
+        return not_null
+    return None
 
 
 def _compile_node(node: dict[str, Any], key_decoder: Decoder) -> Getter:
@@ -308,24 +359,25 @@ def _compile_node(node: dict[str, Any], key_decoder: Decoder) -> Getter:
     if kind == "comparator":
         op = node["value"]
         left, right = sub(0), sub(1)
-        literal = children[1]["type"] == "literal" and isinstance(children[1]["value"], str)
-        if op in ("eq", "ne") and literal:
-            # `field == 'text'`: no 0/1-vs-bool case can arise with a string.
-            text = children[1]["value"]
-            path = _plain(children[0])
-            if op == "eq" and path is not None and path[0] is None and len(path[1]) == 1:
-                (k1,) = path[1]
+        if op in ("eq", "ne") and children[1]["type"] == "literal":
+            equals = _equals_literal(children[1]["value"])
+            if equals is not None:
+                path = _plain(children[0])
+                if op == "eq" and path is not None and path[0] is None and len(path[1]) == 1:
+                    (k1,) = path[1]
+                    missing = equals(None)
 
-                def field_equals(v: Any, r: RecordLike) -> Any:  # the commonest `when`
-                    try:
-                        return v[k1] == text
-                    except _LOOKUP_ERRORS:
-                        return False
+                    def field_equals(v: Any, r: RecordLike) -> Any:  # the commonest `when`
+                        try:
+                            x = v[k1]
+                        except _LOOKUP_ERRORS:
+                            return missing
+                        return equals(x)
 
-                return field_equals
-            if op == "eq":
-                return lambda v, r: left(v, r) == text
-            return lambda v, r: left(v, r) != text
+                    return field_equals
+                if op == "eq":
+                    return lambda v, r: equals(left(v, r))
+                return lambda v, r: not equals(left(v, r))
         if op == "eq":
             return lambda v, r: _jp_equals(left(v, r), right(v, r))
         if op == "ne":
@@ -344,7 +396,9 @@ def _compile_node(node: dict[str, Any], key_decoder: Decoder) -> Getter:
 
         def both(v: Any, r: RecordLike) -> Any:
             matched = left(v, r)
-            return matched if _jp_false(matched) else right(v, r)
+            if matched is True:
+                return right(v, r)
+            return matched if matched is False or _jp_false(matched) else right(v, r)
 
         return both
     if kind == "or_expression":
@@ -372,6 +426,9 @@ def _compile_node(node: dict[str, Any], key_decoder: Decoder) -> Getter:
             return lambda v, r: envelope_value(r, field, key_decoder)
         args = [_compile_node(c, key_decoder) for c in children]
         call = _FUNCTIONS.call_function
+        fast = _fast_function(name, args, call)
+        if fast is not None:
+            return fast
         if len(args) == 1:
             (only,) = args
             return lambda v, r: call(name, [only(v, r)])
@@ -516,6 +573,9 @@ def _int_range(n: int) -> int:
     raise ValueError(f"{_short(n)} is out of the 64-bit integer range")
 
 
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
 def _coerce_number(x: Any) -> Any:
     if isinstance(x, bool):
         raise ValueError("a boolean is not a number")
@@ -526,17 +586,13 @@ def _coerce_number(x: Any) -> Any:
             raise ValueError(f"{x!r} is not a finite number")
         return x
     if isinstance(x, str):
-        try:
-            whole: int | None = int(x.strip())
-        except ValueError:
-            whole = None
-        if whole is not None:
-            return _int_range(whole)
-
-        try:
-            f = float(x.strip())
-        except ValueError:
-            raise ValueError(f"{_short(x)} is not a number") from None
+        text = x.strip()
+        # JSON-style numbers only: no "nan", "inf", "1_000" or non-ASCII digits.
+        if not _NUMBER_TEXT.fullmatch(text):
+            raise ValueError(f"{_short(x)} is not a number")
+        if text.lstrip("+-").isdigit():
+            return _int_range(int(text))
+        f = float(text)
         if not math.isfinite(f):
             raise ValueError(f"{_short(x)} is not a finite number")
         return f
@@ -594,10 +650,8 @@ def _coerce_timestamp(unit: str) -> Callable[[Any], Any]:
                 return _iso(datetime.fromtimestamp(_epoch_seconds(x, unit), UTC))
             if isinstance(x, str):
                 text = x.strip()
-                try:
+                if _NUMBER_TEXT.fullmatch(text):
                     return _iso(datetime.fromtimestamp(_epoch_seconds(float(text), unit), UTC))
-                except ValueError:
-                    pass
                 dt = datetime.fromisoformat(text)
                 return _iso(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
         except (ValueError, OverflowError, OSError):
@@ -623,8 +677,8 @@ def _coercer(field: MetadataField) -> Callable[[Any], Any] | None:
 # --- routes ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Field:
+class _Field(NamedTuple):
+    # A tuple: unpacked in one step in the per-record loop.
     key: str
     getter: Getter | None  # None: a constant
     constant: Any
@@ -807,23 +861,23 @@ class _Route:
                     f"include {self.include_text[i]!r} is {_kind(obj)}, not an object",
                 )
             metadata.update(obj)
-        for f in self.fields:
-            if f.getter is None:
-                metadata[f.key] = f.constant
+        for key, getter, constant, default, coerce, required, text in self.fields:
+            if getter is None:
+                metadata[key] = constant
                 continue
-            x = f.getter(value, record)
+            x = getter(value, record)
             if x is None:
-                if f.required:
+                if required:
                     raise MappingError(
-                        "missing_field", f"metadata.{f.key}: {f.text!r} is missing or null"
+                        "missing_field", f"metadata.{key}: {text!r} is missing or null"
                     )
-                x = f.default
-            elif f.coerce is not None:
+                x = default
+            elif coerce is not None:
                 try:
-                    x = f.coerce(x)
+                    x = coerce(x)
                 except ValueError as exc:
-                    raise MappingError("coercion_failed", f"metadata.{f.key}: {exc}") from None
-            metadata[f.key] = x
+                    raise MappingError("coercion_failed", f"metadata.{key}: {exc}") from None
+            metadata[key] = x
         for path in self.exclude:
             _remove(metadata, path)
         if self.drop_nulls:

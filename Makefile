@@ -34,7 +34,7 @@ lint: $(VENV)/.dev
 test: $(VENV)/.dev system-deps lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --timeout 300 tests
 
-unit: $(VENV)/.dev
+unit: $(VENV)/.dev system-deps
 	$(VENV)/bin/pytest tests/unit
 
 bench: $(VENV)/.dev

@@ -182,6 +182,11 @@ def _job_tracker(
         def written(err: object) -> None:
             if err is None:
                 metrics.dead_letters.labels(topic, "job_failed").inc()
+                return
+            # the record's offset is committed already: this copy is all that is left
+            log.error("dead-letter write for a failed job item failed, trying again",
+                      extra={"jobId": job_id, "error": str(err)})
+            dead_letters.send(record, headers, written)
 
         dead_letters.send(record, headers, written)
 

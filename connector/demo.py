@@ -102,11 +102,9 @@ class _Producer(threading.Thread):
                 if self.stop.is_set():
                     self._producer.flush(5)
                     return
+                headers: list[tuple[str, str | bytes | None]] = list(rec.headers() or [])
                 self._producer.produce(
-                    topic,
-                    value=_vary(rec.value(), n),
-                    key=rec.key(),
-                    headers=rec.headers() or None,
+                    topic, value=_vary(rec.value(), n), key=rec.key(), headers=headers or None
                 )
                 self.produced += 1
                 ahead = self.produced / self._rate - (time.monotonic() - started)
@@ -205,10 +203,8 @@ def run(args: argparse.Namespace) -> int:
         f"  events accepted         {stats['events_accepted']} in {stats['requests_accepted']} "
         f"batch requests ({stats['jobs']} jobs)"
     )
-    print(
-        f"  dead-lettered records   {last.get('gameball_connector_dead_letter_records_total', 0):.0f}"
-        " (the examples include bad records on purpose)"
-    )
+    dead = last.get("gameball_connector_dead_letter_records_total", 0)
+    print(f"  dead-lettered records   {dead:.0f} (the examples include bad records on purpose)")
     print(f"  connector exit code     {code} (SIGTERM: drained and committed)")
     print(f"  metrics were at         http://127.0.0.1:{metrics_port}/metrics")
     print(f"  accepted items          {store}")

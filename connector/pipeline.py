@@ -15,6 +15,7 @@ group); they resume at half. Sender threads do the waiting (rate limit, retries)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from connector.config import Settings
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Answer, GameballClient, Verdict
+from connector.logs import RateLimitedLog
 from connector.offsets import OffsetTracker
 from connector.ratelimit import RateLimiter, Window
 from connector.records import Batch, Event, Item, RecordError, RecordLike, Skip
@@ -52,25 +54,6 @@ class JobTrackerLike(Protocol):
     def close(self, timeout: float) -> None: ...
 
 
-class _Every:
-    """Log a repeating condition at most once per `seconds`, with how often it happened."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._last: dict[str, float] = {}
-        self._count: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, now: float) -> int:
-        """0 when this occurrence should stay quiet, else how many it summarises."""
-        with self._lock:
-            self._count[key] = self._count.get(key, 0) + 1
-            if now - self._last.get(key, -1e18) < self._seconds:
-                return 0
-            self._last[key] = now
-            return self._count.pop(key)
-
-
 def _offset_ranges(events: list[Event]) -> str:
     spans: dict[str, tuple[int, int]] = {}
     for ev in events:
@@ -89,8 +72,8 @@ class _SenderHooks:
         self._m = metrics
         self._health = health
         self._endpoint = endpoint
-        self._every = _Every(60.0)
-        self._retry_every = _Every(10.0)
+        self._halt_log = RateLimitedLog(log, 60.0)
+        self._retry_log = RateLimitedLog(log, 10.0)
         self._requests: dict[str, Any] = {}
 
     def request_done(self, status: int | None, seconds: float, items: int) -> None:
@@ -104,12 +87,8 @@ class _SenderHooks:
 
     def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
         self._m.retries.labels(self._endpoint, reason).inc()
-        count = self._retry_every(reason, time.monotonic())
-        if count:
-            log.warning(
-                "retrying Gameball requests",
-                extra={"reason": reason, "answer": answer.describe(), "retries": count},
-            )
+        self._retry_log.warn(reason, "retrying Gameball requests", reason=reason,
+                             answer=answer.describe())
 
     def possible_duplicate(self, batch: Batch) -> None:
         events = batch.events()
@@ -125,13 +104,13 @@ class _SenderHooks:
     def halted(self, answer: Answer, verdict: Verdict) -> None:
         self._health.auth_failing = True
         self._m.ready.set(0)
-        count = self._every("halt", time.monotonic())
-        if count:
-            log.error(
-                "Gameball refuses the connector's credentials or account: nothing is "
-                "committed past this point until it accepts them again",
-                extra={"cause": verdict.reason, "answer": answer.describe(), "attempts": count},
-            )
+        self._halt_log.error(
+            "halt",
+            "Gameball refuses the connector's credentials or account: nothing is "
+            "committed past this point until it accepts them again",
+            cause=verdict.reason,
+            answer=answer.describe(),
+        )
 
     def recovered(self) -> None:
         if self._health.auth_failing:
@@ -194,7 +173,7 @@ class Pipeline:
         self._dlq_pending = 0
         self._next_commit = 0.0
         self._accepted_events = 0
-        self._every = _Every(60.0)
+        self._quiet_log = RateLimitedLog(log, 60.0)
         self._source = Source(
             settings,
             on_assign=self._on_assign,
@@ -374,6 +353,11 @@ class Pipeline:
     def _record_failed(self, record: RecordLike, err: RecordError) -> None:
         topic = str(record.topic())
         self._m.records_failed.labels(topic, err.stage, err.reason).inc()
+        self._quiet_log.warn(
+            f"bad:{topic}:{err.stage}:{err.reason}", "record cannot become an event",
+            topic=topic, partition=record.partition(), offset=record.offset(),
+            stage=err.stage, reason=err.reason, detail=err.detail, route=err.route,
+        )
         headers = error_headers(record, err.stage, err.reason, err.detail, err.route)
         self._dead_letter(record, err.reason, headers, str(err))
 
@@ -419,16 +403,11 @@ class Pipeline:
 
         if self._dlq is None:
             # No dead-letter topic: logged and counted, then committed like a skip.
-            if self._every(f"drop:{topic}:{reason}", self._clock()):
-                log.warning(
-                    "record cannot be delivered and no dead-letter topic is set",
-                    extra={
-                        "topic": topic,
-                        "partition": record.partition(),
-                        "offset": offset,
-                        "reason": why,
-                    },
-                )
+            self._quiet_log.warn(
+                f"drop:{topic}:{reason}",
+                "record cannot be delivered and no dead-letter topic is set",
+                topic=topic, partition=record.partition(), offset=offset, reason=why,
+            )
             done()
             return
         self._dlq_pending += 1
@@ -528,6 +507,9 @@ class Pipeline:
             self._commit(asynchronous=False, only=parts)
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)
+            for gauge in (self._m.consumer_lag, self._m.committed_offset):
+                with contextlib.suppress(KeyError):  # never set for this partition
+                    gauge.remove(topic, str(partition))
         dropped = self._window.discard(lambda ev: bool(ev.ticket.revoked))
         log.info(
             "partitions revoked",
@@ -625,5 +607,4 @@ class Pipeline:
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._health.broker_reachable = False
-        if self._every(f"kafka:{err.code()}", self._clock()):
-            log.warning("kafka: %s", err.str(), extra={"fatal": err.fatal()})
+        self._quiet_log.warn(f"kafka:{err.code()}", f"kafka: {err.str()}", fatal=err.fatal())

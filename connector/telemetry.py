@@ -110,6 +110,8 @@ class Metrics:
             registry=r,
         )
         self.jobs = Counter(P + "jobs", "Batch jobs by final status.", ["status"], registry=r)
+        for status in ("completed", "failed", "stopped", "expired", "dropped"):
+            self.jobs.labels(status)  # present from the start: alerts see the first failure
         self.job_items_failed = Counter(
             P + "job_items_failed", "Items a batch job reported as failed.", registry=r
         )

@@ -6,6 +6,7 @@ real committed offsets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -177,8 +178,13 @@ def connector_config(
 class ConnectorProcess:
     """`gameball-connector run` as a subprocess, its output kept in a log file."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "connector",
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        name: str = "connector",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"{name}.log"
@@ -221,10 +227,8 @@ class ConnectorProcess:
         out = []
         for line in self.log_path.read_bytes().splitlines():
             if line.startswith(b"{"):
-                try:
+                with contextlib.suppress(orjson.JSONDecodeError):
                     out.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    pass
         return out
 
     def text(self) -> str:

@@ -77,7 +77,10 @@ def test_json_config_loads_too(tmp_path: Path) -> None:
         (("customer_id: customer.id", "customer_idd: customer.id"), "mappings[0].customer_idd: "),
         (("endpoint: batch", "endpoint: bulk"), "gameball.endpoint: "),
         (("linger_ms: 500", "linger_ms: soon"), "batch.linger_ms: "),
-        (('base_url: "https://api.gameball.co"', "base_url: api.gameball.co"), "gameball.base_url: "),
+        (
+            ('base_url: "https://api.gameball.co"', "base_url: api.gameball.co"),
+            "gameball.base_url: ",
+        ),
         (("group_id: gameball-connector", "group_id: [a]"), "kafka.group_id: "),
     ],
 )

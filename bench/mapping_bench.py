@@ -38,6 +38,14 @@ PLAIN_ROUTE = {
         "tier": "customer.tier",
     },
 }
+# The route bench.run's connector uses: one `when` comparison and three plain paths.
+BENCH_ROUTE = {
+    "topic": "orders",
+    "when": "type == 'order_placed'",
+    "customer_id": "customer.id",
+    "event": "place_order",
+    "metadata": {"order_id": "id", "amount": "total.amount"},
+}
 PLAIN_VALUE = {
     "id": "ord-000000042",
     "type": "order_placed",
@@ -101,6 +109,8 @@ def run(seconds: float = 1.0) -> list[dict[str, Any]]:
     raw = orjson.dumps(PLAIN_VALUE)
     plain: list[RecordLike] = [SourceRecord("orders", raw, offset_=i) for i in range(64)]
     row("six plain lookups", Mapper(settings), Mapper(settings, fast_paths=False), plain)
+    settings = [RouteSettings.model_validate(BENCH_ROUTE)]
+    row("when + three paths", Mapper(settings), Mapper(settings, fast_paths=False), plain)
     for name in sorted(p.name for p in EXAMPLES.iterdir() if (p / "config.yaml").is_file()):
         fast, slow, happy, every = example_records(name)
         row(f"{name} (event records)", fast, slow, happy)

@@ -19,7 +19,7 @@ import jmespath
 import orjson
 from jmespath.functions import Functions, signature
 
-from connector.decode import Decoder, decoder_for
+from connector.decode import Decoder, decode_json, decoder_for
 from connector.mapping_schema import (
     ENVELOPE_FUNCTION,
     Expression,
@@ -366,8 +366,18 @@ def _compile_node(node: dict[str, Any], key_decoder: Decoder) -> Getter:
                 if op == "eq" and path is not None and path[0] is None and len(path[1]) == 1:
                     (k1,) = path[1]
                     missing = equals(None)
+                    lit = children[1]["value"]
+                    if isinstance(lit, str):
 
-                    def field_equals(v: Any, r: RecordLike) -> Any:  # the commonest `when`
+                        def field_is_text(v: Any, r: RecordLike) -> Any:  # the commonest `when`
+                            try:
+                                return v[k1] == lit
+                            except _LOOKUP_ERRORS:
+                                return False
+
+                        return field_is_text
+
+                    def field_equals(v: Any, r: RecordLike) -> Any:
                         try:
                             x = v[k1]
                         except _LOOKUP_ERRORS:
@@ -768,8 +778,7 @@ class _Route:
         event_name = self._event_name
         customer_id = self.customer_id
         bad_customer_id = self._bad_customer_id
-        plain = self.plain
-        metadata_of = self._metadata
+        build = self._metadata if self.plain is None else _plain_builder(self.plain)
         check_json = self.check_json
         route = self.name
         dumps = orjson.dumps
@@ -790,10 +799,7 @@ class _Route:
                 cid = (raw if raw.strip() else None) if raw.__class__ is str else scalar_text(raw)
                 if not cid:
                     return bad_customer_id(raw)
-                if plain is not None:
-                    metadata = {key: get(value, record) for key, get in plain}
-                else:
-                    metadata = metadata_of(value, record)
+                metadata = build(value, record)
                 if check_json:
                     dumps(metadata)  # TypeError: caught below, the record's fault
                 return Event(cid, name, metadata, record)
@@ -891,6 +897,27 @@ class _Route:
         return metadata
 
 
+def _plain_builder(
+    fields: tuple[tuple[str, Getter], ...],
+) -> Callable[[Any, RecordLike], dict[str, Any]]:
+    """The metadata dict of plain expressions; unrolled for the usual few keys."""
+    if not fields:
+        return lambda v, r: {}
+    if len(fields) == 1:
+        ((k1, g1),) = fields
+        return lambda v, r: {k1: g1(v, r)}
+    if len(fields) == 2:
+        (k1, g1), (k2, g2) = fields
+        return lambda v, r: {k1: g1(v, r), k2: g2(v, r)}
+    if len(fields) == 3:
+        (k1, g1), (k2, g2), (k3, g3) = fields
+        return lambda v, r: {k1: g1(v, r), k2: g2(v, r), k3: g3(v, r)}
+    if len(fields) == 4:
+        (k1, g1), (k2, g2), (k3, g3), (k4, g4) = fields
+        return lambda v, r: {k1: g1(v, r), k2: g2(v, r), k3: g3(v, r), k4: g4(v, r)}
+    return lambda v, r: {key: get(v, r) for key, get in fields}
+
+
 def _remove(metadata: dict[str, Any], path: tuple[str, ...]) -> None:
     # Nested objects may be shared with the decoded value (and other routes' events):
     # copy each level before removing from it.
@@ -903,6 +930,15 @@ def _remove(metadata: dict[str, Any], path: tuple[str, ...]) -> None:
         node[part] = child
         node = child
     node.pop(path[-1], None)
+
+
+def _decode_error(decode: Decoder, raw: bytes | str) -> DecodeError:
+    """The decoder's own DecodeError for bytes that failed on the fast path."""
+    try:
+        decode(raw)
+    except DecodeError as err:
+        return err
+    return DecodeError("decode_failed", "the value could not be decoded")
 
 
 class _Plan:
@@ -919,6 +955,8 @@ class _Plan:
         self.decoders = tuple(d for _, d in routes)
         distinct = set(self.decoders)
         self.single: Decoder | None = self.decoders[0] if len(distinct) == 1 else None
+        if self.single is decode_json:
+            self.single = orjson.loads  # the same result without a wrapper call
         self.unmatched = unmatched
 
     def unmatched_result(self, topic: str | None) -> Skip | MappingError:
@@ -1033,7 +1071,8 @@ class Mapper:
         routes = plan.routes
         try:
             value = decode(raw)
-        except DecodeError as err:
+        except Exception:  # orjson's own error on the hot path: let the decoder word it
+            err = _decode_error(plan.decoders[0], raw)
             err.route = routes[0].name
             return err
         events: list[Event] = []

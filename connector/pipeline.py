@@ -42,6 +42,7 @@ from connector.window import Windower
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
+METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is re-read
 BLOCKED_PAUSE_S = 1.0  # a full batch waiting this long for a slot pauses the partitions
 
 
@@ -184,12 +185,18 @@ class Pipeline:
         )
         self._consumed: dict[str, Any] = {}
         self._skipped: dict[tuple[str, str], Any] = {}
+        # Partitions of the subscribed topics (quota share denominator). Read in the loop,
+        # never inside a rebalance callback: a metadata call there clears confluent-kafka's
+        # per-thread call state and the next callback of that consume() aborts the process.
+        self._total_partitions: int | None = None
+        self._next_metadata = 0.0
 
     # --- the loop ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then drain and commit. Raises only on start-up."""
         self._source.open()
+        self._refresh_total_partitions()
         self._health.started = True
         log.info(
             "connector started",
@@ -230,6 +237,8 @@ class Pipeline:
                 if completed or now >= self._next_commit:
                     self._commit(asynchronous=True)
                     self._next_commit = now + commit_every
+                if now >= self._next_metadata:
+                    self._refresh_total_partitions()
         finally:
             self._shutdown()
 
@@ -525,18 +534,30 @@ class Pipeline:
         owned = len(self._source.assigned - set(exclude))
         self._m.assigned_partitions.set(owned)
         if self._limiter is not None:
-            try:
-                total = self._source.total_partitions()
-            except Exception as exc:
-                log.warning(
-                    "cannot read topic metadata for the quota share", extra={"error": str(exc)}
-                )
+            total = self._total_partitions
+            if total is None:
+                self._next_metadata = 0.0  # the loop reads it right after this callback
                 return
             self._limiter.set_share(owned, total)
             log.info(
                 "rate limit share",
                 extra={"owned": owned, "total": total, "share": round(self._limiter.share, 3)},
             )
+
+    def _refresh_total_partitions(self) -> None:
+        """Loop thread only (see `_total_partitions`); re-applies the share on a change."""
+        self._next_metadata = self._clock() + METADATA_REFRESH_S
+        if self._limiter is None:
+            return
+        try:
+            total = self._source.total_partitions()
+        except Exception as exc:
+            log.warning("cannot read topic metadata for the quota share", extra={"error": str(exc)})
+            self._next_metadata = self._clock() + 1.0
+            return
+        if total != self._total_partitions:
+            self._total_partitions = total
+            self._after_rebalance()
 
     # --- draining and shutdown --------------------------------------------------------------
 

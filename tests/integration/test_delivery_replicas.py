@@ -1,0 +1,108 @@
+"""Replicas (issue 4): two, then three, then two replicas in one group, one account.
+
+Each replica takes the share of the account's rate limit that its partitions give it
+(owned / total), recomputed on every rebalance. The sandbox enforces the account's
+limit (20 requests/s, 400 per 30 s); the replicas' requests together must fit both
+windows, no request may meet a 429, and nothing may be missing or sent twice.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from connector.localbroker import LocalBroker
+from connector.sandbox.faults import Faults
+from connector.sandbox.server import SandboxServer
+from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+
+PARTITIONS = 3
+RECORDS = 7_000  # the issue gives no number: > 30 s of requests at the account's limit
+MAX_ITEMS = 20
+PER_SECOND, PER_30_SECONDS = 20, 400
+
+
+def max_in_window(times: list[float], seconds: float) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - seconds:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_replicas_share_the_account_limit_through_rebalances(
+    broker: LocalBroker, tmp_path: Path, strategy: str
+) -> None:
+    topic, group = unique("replicas"), unique("g-replicas")
+    broker.create_topics([topic], partitions=PARTITIONS)
+    records = [
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 700}"},
+         "total": {"amount": i}}
+        for i in range(RECORDS)
+    ]
+    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 700}".encode())
+    faults = Faults(latency_ms=20, rate_per_second=PER_SECOND, rate_per_30_seconds=PER_30_SECONDS)
+
+    with SandboxServer(faults=faults) as sandbox:
+        config = connector_config(
+            broker.bootstrap, sandbox.url, topic, group,
+            kafka={"properties": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                                  "partition.assignment.strategy": strategy}},
+            gameball={"rate_limit": {"enabled": True, "per_second": PER_SECOND,
+                                     "per_30_seconds": PER_30_SECONDS}},
+            batch={"max_items": MAX_ITEMS, "linger_ms": 50, "max_in_flight": 4},
+        )
+
+        def accepted() -> int:
+            return int(sandbox.stats(arrivals=False)["items_accepted"])
+
+        procs = [ConnectorProcess(config, tmp_path, name=f"replica{i}") for i in range(3)]
+        try:
+            procs[0].start()
+            procs[1].start()
+            wait_until(lambda: accepted() >= 1_000, 40, "two replicas delivering")
+            procs[2].start()  # rebalance: 2 -> 3 replicas
+            wait_until(lambda: any(e.get("msg") == "partitions assigned"
+                                   for e in procs[2].logs()), 30, "the third replica assigned")
+            mark = accepted()
+            wait_until(lambda: accepted() >= mark + 1_000, 40, "three replicas delivering")
+            procs[0].signal(signal.SIGTERM)  # rebalance: 3 -> 2 replicas
+            assert procs[0].wait(30) == 0
+            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+                       90, "committed offsets == end offsets", every=0.5)
+            for proc in procs[1:]:
+                proc.signal(signal.SIGTERM)
+            for proc in procs[1:]:
+                assert proc.wait(30) == 0
+        finally:
+            for proc in procs:
+                proc.kill()
+        stats = sandbox.stats()
+        items = sandbox.items()
+
+    got = Counter(meta["order_id"] for item in items for meta in item["events"].values())
+    assert set(got) == {r["id"] for r in records}, "events missing"
+    assert max(got.values()) == 1, "events sent twice across rebalances"
+
+    # Every replica saw the rebalances and took its share of the quota each time.
+    shares = [[e["share"] for e in p.logs() if e.get("msg") == "rate limit share"] for p in procs]
+    assert all(shares), shares
+    assert any(s < 0.5 for s in shares[2])  # the third replica never had it all
+
+    sends = [a for a in stats["arrivals"] if a["path"].endswith("/batch/events")]
+    times = [a["t"] for a in sends]
+    limited = [a for a in sends if a["status"] == 429]
+    per_second, per_30 = max_in_window(times, 1.0), max_in_window(times, 30.0)
+    span = max(times) - min(times)
+    print(f"replicas ({strategy}): {len(sends)} requests in {span:.1f}s, max {per_second}/1s, "
+          f"{per_30}/30s, 429s={len(limited)}")
+    assert not limited
+    assert per_second <= PER_SECOND and per_30 <= PER_30_SECONDS
+    assert span > 30.0  # the 30 s window was in play...
+    assert per_30 >= 0.6 * PER_30_SECONDS  # ...and the replicas used most of the quota

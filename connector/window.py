@@ -96,7 +96,11 @@ class Windower:
                 event = queue[0]
                 name = event.name
                 cost = len(event.payload) + len(name) + _EVENT_OVERHEAD
-                target = next((i for i in mine if name not in i.events), None)
+                target = None
+                for item in mine:  # usually empty: one event per customer and batch
+                    if name not in item.events:
+                        target = item
+                        break
                 if target is None:
                     cost += len(cid) + _ITEM_OVERHEAD
                     if len(items) >= max_items or (items and size + cost > max_bytes):

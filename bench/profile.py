@@ -6,7 +6,8 @@ faults, the benchmark's connector config), with the connector under a profiler:
                    time.thread_time (deterministic, CPU only, inflates cheap calls);
   --tool py-spy    `py-spy record --pid --gil` (sampling only the thread that holds
                    the GIL, i.e. Python CPU; every thread; needs a py-spy
-                   binary: --py-spy PATH or on PATH; pip installs one from PyPI).
+                   binary: --py-spy PATH or on PATH; pip installs one from PyPI);
+  --tool gc        no profiler: time every garbage collection (gc.callbacks).
 Prints the top functions by own time with microseconds per record, and keeps the raw
 profile (`.prof` per thread for pstats/snakeviz, `.folded` for flame graphs) in --out.
 """
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import pstats
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from bench import dataset
-from bench.run import start_connector, wait_delivered
+from bench.run import apply_overrides, parse_override, start_connector, wait_delivered
 from bench.services import CommitWatcher, Sandbox, connector_config
 from connector.localbroker import LocalBroker
 
@@ -66,6 +69,55 @@ def child(out: Path, module: str, argv: list[str]) -> None:
         for n, (name, prof) in enumerate(profiles):
             prof.create_stats()
             prof.dump_stats(str(out / f"{n:02d}-{name}.prof"))
+
+
+def gc_child(out: Path, module: str, argv: list[str]) -> None:
+    """Run `module` as __main__ timing every garbage collection (gc.callbacks), no profiler.
+
+    BENCH_GC_THRESHOLD=g0,g1,g2 in the environment sets gc thresholds first (to try
+    what a change in connector/cli.py would give). Writes gc.json: per generation, how
+    many collections ran and their wall seconds.
+    """
+    import gc
+    import json
+    import runpy
+
+    totals = {g: {"collections": 0, "seconds": 0.0, "collected": 0} for g in range(3)}
+    started: list[float] = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            t = totals[info["generation"]]
+            t["collections"] += 1
+            t["seconds"] += time.perf_counter() - started[0]
+            t["collected"] += info["collected"]
+
+    gc.callbacks.append(timed)
+    threshold = os.environ.get("BENCH_GC_THRESHOLD")  # "g0,g1,g2": what-if experiments
+    if threshold:
+        gc.set_threshold(*(int(x) for x in threshold.split(",")))
+    sys.argv = [module, *argv]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+    finally:
+        gc.callbacks.remove(timed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gc.json").write_text(json.dumps(totals, indent=2))
+
+
+def gc_report(path: Path, records: int) -> str:
+    import json
+
+    totals = json.loads(path.read_text())
+    lines = [f"garbage collection, {records:,} records:"]
+    for gen, t in totals.items():
+        lines.append(f"  generation {gen}: {t['collections']:,} collections, {t['seconds']:.2f}s "
+                     f"= {t['seconds'] / records * 1e6:.2f} us/record, {t['collected']:,} freed")
+    return "\n".join(lines)
 
 
 def _group(name: str) -> str:
@@ -143,16 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         child(Path(argv[1]), argv[2], argv[3:])
         return 0
+    if argv[:1] == ["--gc-child"]:
+        gc_child(Path(argv[1]), argv[2], argv[3:])
+        return 0
     p = argparse.ArgumentParser(prog="python -m bench.profile")
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--customers", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=20240601)
-    p.add_argument("--tool", choices=("cprofile", "py-spy"), default="cprofile")
+    p.add_argument("--tool", choices=("cprofile", "py-spy", "gc"), default="cprofile")
     p.add_argument("--py-spy", dest="py_spy", default=shutil.which("py-spy"))
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=30)
-    p.add_argument("--out", default="bench/results/profile")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=YAML",
+                   help="override a connector config value (as in bench.run)")
+    p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "gameball-profile"),
+                   help="where the raw profiles go (%(default)s)")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args(argv)
     if args.tool == "py-spy" and not args.py_spy:
@@ -164,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def cprofile_argv(config: Path) -> list[str]:
         return [sys.executable, "-m", "bench.profile", "--child", str(profs), "connector.cli",
+                "run", "--config", str(config)]
+
+    def gc_argv(config: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.profile", "--gc-child", str(out), "connector.cli",
                 "run", "--config", str(config)]
 
     def plain_argv(config: Path) -> list[str]:
@@ -178,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         with Sandbox(out / "sandbox.log").start() as sandbox:
             config = connector_config(broker.bootstrap, topic, group, sandbox.url,
                                       {"enabled": False})
+            apply_overrides(config, [parse_override(text) for text in args.set])
             m = start_connector("connector", config, out,
-                                cprofile_argv if args.tool == "cprofile" else plain_argv)
+                                {"cprofile": cprofile_argv, "gc": gc_argv}.get(args.tool,
+                                                                               plain_argv))
             spy: subprocess.Popen[bytes] | None = None
             if args.tool == "py-spy":
                 spy = subprocess.Popen([args.py_spy, "record", "--pid", str(m.pid), "--rate",
@@ -201,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(under the profiler), peak RSS {usage.max_rss_mb:.0f} MB")
     if args.tool == "cprofile":
         print(cprofile_report(profs, args.records, args.top))
+    elif args.tool == "gc":
+        print(gc_report(out / "gc.json", args.records))
     else:
         print(folded_report(folded, args.records, args.rate, args.top))
     return 0 if usage.exit_code == 0 else 1

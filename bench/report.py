@@ -183,6 +183,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.axhline(quota["ceiling_events_per_s"], color="#444", ls="--", lw=1,
                    label="1,200 requests / 30 s x 1,000")
         ax.axvline(quota["warm_up_s"], color="#999", ls=":", lw=1, label="end of warm-up")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("seconds since the first request")
         ax.set_title("at quota: accepted events per second")
         ax.legend(fontsize=8)

@@ -380,7 +380,7 @@ def machine() -> dict[str, Any]:
     return {
         "commit": commit + ("+dirty" if dirty else ""),
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.__version__,
         "librdkafka": confluent_kafka.libversion()[0],
         "cpus": os.cpu_count(),
         "platform": platform.platform(),

@@ -781,3 +781,39 @@ def test_confluent_style_str_values_are_accepted() -> None:
             return '{"cid": 5}'
 
     assert outcome(build(route()).map(StrRecord("t", None))) == [("5", "e", {})]
+
+
+GENERATED = [
+    (
+        "when and plain paths",
+        route(when="kind == 'a'", metadata={"x": "a.b", "y": '"odd-key"'}),
+        True,
+    ),
+    ("no when", route(metadata={"x": "a"}), True),
+    ("when not a text comparison", route(when="n > `1`"), False),
+    ("envelope customer id", route(customer_id="@key"), False),
+    ("metadata option", route(metadata={"x": {"path": "a", "type": "string"}}), False),
+    ("event_from", route(event=None, event_from="kind"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "generated"), [c[1:] for c in GENERATED], ids=[c[0] for c in GENERATED]
+)
+def test_simple_routes_run_as_generated_code(changes: dict[str, Any], generated: bool) -> None:
+    mapper = build(changes)
+    (compiled,) = mapper._routes
+    assert compiled.apply.__code__.co_filename.startswith("<route") is generated
+    values: list[Any] = [
+        {"cid": 4.0, "kind": "a", "a": {"b": [1]}, "odd-key": None, "n": 2},
+        {"cid": "  ", "kind": "a"},
+        {"cid": {"x": 1}, "kind": "a"},
+        {"cid": "c", "kind": "b"},
+        {"cid": "c", "kind": ["a"], "a": "text"},
+        ["not", "an", "object"],
+        "text",
+    ]
+    slow = build(changes, fast=False)
+    for value in values:
+        record = rec(value, key_=b"k")
+        assert outcome(mapper.map(record)) == outcome(slow.map(record)), value

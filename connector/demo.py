@@ -85,31 +85,35 @@ def _vary(value: bytes | None, n: int) -> bytes | None:
 
 
 class _Producer(threading.Thread):
+    """Produces the samples at `rate` records/s until `stop` is set."""
+
     def __init__(self, bootstrap: str, records: list[tuple[str, SourceRecord]], rate: float):
         super().__init__(name="demo-producer", daemon=True)
-        from confluent_kafka import Producer
-
-        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "log_level": 3})
+        self._servers = bootstrap
         self._records = records
         self._rate = rate
         self.stop = threading.Event()
         self.produced = 0
 
     def run(self) -> None:
+        from confluent_kafka import Producer
+
+        # local: the client is gone when run() returns, before the broker stops
+        producer = Producer({"bootstrap.servers": self._servers, "linger.ms": 20})
         started = time.monotonic()
         for n in itertools.count():
             for topic, rec in self._records:
                 if self.stop.is_set():
-                    self._producer.flush(5)
+                    producer.flush(5)
                     return
                 headers: list[tuple[str, str | bytes | None]] = list(rec.headers() or [])
-                self._producer.produce(
+                producer.produce(
                     topic, value=_vary(rec.value(), n), key=rec.key(), headers=headers or None
                 )
                 self.produced += 1
                 ahead = self.produced / self._rate - (time.monotonic() - started)
                 if ahead > 0:
-                    self._producer.poll(0)
+                    producer.poll(0)
                     self.stop.wait(ahead)
 
 
@@ -168,11 +172,13 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"  connector pid {child.pid}, config {args.config}, logs -> {log_path}")
             print(f"  metrics  http://127.0.0.1:{metrics_port}/metrics\n")
-            producer = _Producer(broker.bootstrap, samples(ROOT / "config" / "examples"), args.rate)
-            producer.start()
+            producer = _Producer(
+                broker.bootstrap, samples(ROOT / "config" / "examples"), args.rate
+            )
             started = time.monotonic()
             last: dict[str, float] = {}
             try:
+                producer.start()
                 while not stop.wait(1.0):
                     elapsed = time.monotonic() - started
                     last = _metrics(metrics_port) or last
@@ -185,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
                         break
             finally:
                 producer.stop.set()
-                producer.join(10)
+                if producer.is_alive():
+                    producer.join(10)
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
                 try:

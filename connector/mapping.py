@@ -49,6 +49,7 @@ SKIP_UNMATCHED = Skip("unmatched")
 _FILTERED: Any = object()  # a route took the record and chose to emit nothing
 _MISSING: Any = object()
 _LOOKUP_ERRORS = (KeyError, TypeError, IndexError)
+_NUMBERS = (int, float)  # a tuple: `int | float` would build a union object per call
 
 
 # --- the envelope: @key, @headers, @topic, @partition, @offset, @timestamp --------------
@@ -237,7 +238,7 @@ def _jp_false(x: Any) -> bool:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    return isinstance(x, _NUMBERS) and not isinstance(x, bool)
 
 
 def _jp_equals(x: Any, y: Any) -> bool:
@@ -256,7 +257,7 @@ def _equals_literal(lit: Any) -> Callable[[Any], bool] | None:
         return lambda x: x == lit  # no 0/1-vs-bool case can arise with a string
     if lit is None or isinstance(lit, bool):
         return lambda x: x is lit  # only null is null; 1 and 1.0 never equal true
-    if isinstance(lit, int | float):
+    if isinstance(lit, _NUMBERS):
         if lit in (0, 1):
             return lambda x: x.__class__ is not bool and x == lit
         return lambda x: x == lit  # a bool equals no number but 0 and 1 in Python
@@ -625,7 +626,7 @@ _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 def _coerce_boolean(x: Any) -> Any:
     if isinstance(x, bool):
         return x
-    if isinstance(x, int | float) and x in (0, 1):
+    if isinstance(x, _NUMBERS) and x in (0, 1):
         return bool(x)
     if isinstance(x, str):
         word = x.strip().lower()
@@ -656,7 +657,7 @@ def _coerce_timestamp(unit: str) -> Callable[[Any], Any]:
         try:
             if isinstance(x, bool):
                 raise ValueError
-            if isinstance(x, int | float):
+            if isinstance(x, _NUMBERS):
                 return _iso(datetime.fromtimestamp(_epoch_seconds(x, unit), UTC))
             if isinstance(x, str):
                 text = x.strip()

@@ -1,16 +1,18 @@
 """The one loop: source -> decode+map -> window -> send -> ack -> commit.
 
-Commit protocol (the only place offsets are committed):
+Commit protocol (the only place offsets are committed; docs/architecture.md):
   1. a record is read: the partition's tracker notes it with the number of events it
      produced (0: skipped, done at once; 1 for a bad record bound for the dead letters);
   2. each event is acked when its batch was accepted (200 + jobId) or when its
      dead-letter copy was acknowledged by the broker;
-  3. every `commit_interval_ms` the lowest not-done offset of each partition (or last
-     read + 1) is committed asynchronously; on revoke and shutdown synchronously, after
-     waiting (bounded by `shutdown.drain_seconds`) for what is in flight.
-Backpressure is data, not sleep: when the window holds `max_buffered_events` the
-assigned partitions are paused and the loop keeps polling (the consumer stays in its
-group); they resume at half. Sender threads do the waiting (rate limit, retries).
+  3. after every completed delivery (and every `commit_interval_ms` for skip-only
+     progress) the lowest not-done offset of each partition, or last read + 1, is
+     committed asynchronously; on revoke and shutdown synchronously, after waiting
+     (bounded by `shutdown.drain_seconds`) for what is in flight.
+Backpressure is data, not sleep: while a whole batch waits for a send slot the loop
+stops reading ahead; if that lasts `BLOCKED_PAUSE_S`, or the window holds
+`max_buffered_events`, the assigned partitions are paused and the loop keeps polling
+(the consumer stays in its group). Sender threads do the waiting (rate limit, retries).
 """
 
 from __future__ import annotations
@@ -214,9 +216,10 @@ class Pipeline:
                 self._health.beat()
                 now = self._clock()
                 self._dispatch(now)
-                if self._blocked():
+                if self._blocked() and not self._paused:
                     # A whole batch waits for a send slot: wait for a completion instead
                     # of reading further ahead, so a crash re-sends little beyond in flight.
+                    # Once paused (blocked too long) the loop polls again to stay in the group.
                     completed = self._collect(wait=0.05)
                 else:
                     due = window.due_in(now)

@@ -54,7 +54,7 @@ def _load_checked(path: str) -> Settings:
     from connector.mapping import Mapper
 
     settings = load(path)
-    Mapper(settings.mappings)
+    Mapper(settings.mappings, settings.topic_settings)
     return settings
 
 
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         settings = load(args.config)
-        mapper = Mapper(settings.mappings)
+        mapper = Mapper(settings.mappings, settings.topic_settings)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG

@@ -23,7 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from connector.mapping_schema import RouteSettings
+from connector.mapping_schema import (
+    RouteSettings,
+    TopicSettings,
+    check_regex,
+    route_subscription,
+)
 from connector.records import ConfigError
 
 MAX_BATCH_ITEMS = 1000  # Gameball: "Each batch request supports up to 1,000 objects"
@@ -50,15 +55,7 @@ class KafkaSettings(_Model):
     # How often accepted offsets are committed asynchronously in steady state.
     commit_interval_ms: int = Field(default=1000, ge=10)
 
-    @field_validator("topic_pattern")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    _check_regex = field_validator("topic_pattern")(check_regex)
 
     def secret_property_names(self) -> list[str]:
         return [k for k in self.properties if _SECRET_PROPERTY.search(k)]
@@ -153,6 +150,8 @@ class Settings(_Model):
     gameball: GameballSettings
     batch: BatchSettings = Field(default_factory=BatchSettings)
     mappings: list[RouteSettings] = Field(min_length=1)
+    # per topic (or "*"): value/key format and what to do with records no route takes
+    topic_settings: dict[str, TopicSettings] = Field(default_factory=dict)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -162,10 +161,11 @@ class Settings(_Model):
     def _topics_known(self) -> Settings:
         if not self.kafka.topics and not self.kafka.topic_pattern:
             # Routes may name the topics themselves.
-            named = [r.topic for r in self.mappings if r.topic]
+            named = [r for r in self.mappings if r.topic or r.topic_pattern]
             if not named:
                 raise ValueError(
-                    "kafka.topics is empty and no route names a topic: nothing to consume"
+                    "kafka.topics is empty and no route names a topic or topic_pattern: "
+                    "nothing to consume"
                 )
         return self
 
@@ -176,7 +176,7 @@ class Settings(_Model):
             return [pattern if pattern.startswith("^") else "^" + pattern]
         if self.kafka.topics:
             return list(self.kafka.topics)
-        return sorted({r.topic for r in self.mappings if r.topic})
+        return route_subscription(self.mappings)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with every secret masked (for `validate`)."""

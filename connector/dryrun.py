@@ -143,7 +143,7 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sy
     try:
         settings = load(args.config)
         # topic_settings joins Settings with issue 3; older configs have none.
-        mapper = Mapper(settings.mappings, getattr(settings, "topic_settings", None))
+        mapper = Mapper(settings.mappings, settings.topic_settings)
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for line in exc.problems:

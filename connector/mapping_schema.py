@@ -118,6 +118,16 @@ def _check_expression(value: str | None) -> str | None:
 # --- routes -------------------------------------------------------------------------
 
 
+def check_regex(value: str | None) -> str | None:
+    """Pydantic validator for `topic_pattern` keys (routes and `kafka.topic_pattern`)."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
 class MetadataField(_Model):
     """One metadata value: an expression (`path`, also the short string form) or a constant."""
 
@@ -180,15 +190,7 @@ class RouteSettings(_Model):
 
     _check_expr = field_validator("when", "customer_id", "event_from")(_check_expression)
 
-    @field_validator("topic_pattern")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    _check_regex = field_validator("topic_pattern")(check_regex)
 
     @field_validator("metadata", mode="before")
     @classmethod

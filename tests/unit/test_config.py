@@ -125,3 +125,24 @@ def test_validate_cli_lists_problems_with_paths_and_never_secrets(tmp_path: Path
     assert ok.returncode == 0, ok.stderr
     for secret in [*ENV.values(), "kafka-pass-123"]:
         assert secret not in ok.stdout + ok.stderr + out.stdout + out.stderr
+
+
+def test_routes_name_the_subscription_when_kafka_topics_is_empty() -> None:
+    routes = GOOD.replace('  topics: ["shop.orders"]\n', "").replace(
+        "  - topic: shop.orders", "  - topic_pattern: 'shop[.].*'"
+    )
+    s = parse(routes, ENV)
+    assert s.subscription() == ["^(?:(?:shop[.].*))$"]
+    nothing = GOOD.replace('  topics: ["shop.orders"]\n', "").replace(
+        "  - topic: shop.orders\n", "  - when: \"type == 'x'\"\n"
+    ).replace("    when: \"type == 'order_placed'\"\n", "")
+    assert problems(nothing) == [
+        "mappings[0]: a route needs exactly one of 'topic' or 'topic_pattern'"
+    ]
+
+
+def test_topic_settings_reach_the_settings() -> None:
+    s = parse(GOOD + "topic_settings:\n  shop.orders: {unmatched: dead_letter}\n", ENV)
+    assert s.topic_settings["shop.orders"].unmatched == "dead_letter"
+    assert any(p.startswith("topic_settings.shop.orders.unmatched")
+               for p in problems(GOOD + "topic_settings:\n  shop.orders: {unmatched: drop}\n"))

@@ -107,12 +107,19 @@ class Source:
     def _revoked(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         gone = [(tp.topic, tp.partition) for tp in parts]
         self._on_revoke(gone, False)
-        self.assigned.difference_update(gone)
-        self.paused.difference_update(gone)
+        self._forget(gone)
 
     def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         gone = [(tp.topic, tp.partition) for tp in parts]
         self._on_revoke(gone, True)
+        self._forget(gone)
+
+    def _forget(self, gone: Partitions) -> None:
+        # librdkafka keeps a partition's pause across a rebalance: one paused here and
+        # assigned back later would never be fetched again, so resume it while we own it.
+        stale = self.paused.intersection(gone)
+        if stale:
+            self.consumer.resume([TopicPartition(t, p) for t, p in stale])
         self.assigned.difference_update(gone)
         self.paused.difference_update(gone)
 

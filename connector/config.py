@@ -83,7 +83,9 @@ class JobTrackingSettings(_Model):
     status_api: Literal["newest", "older"] = "newest"
     poll_interval_ms: int = Field(default=2000, ge=10)
     max_concurrent: int = Field(default=2, ge=1)
-    max_tracked: int = Field(default=1000, ge=1)
+    # Jobs followed at once (each keeps its records for dead-lettering failed items);
+    # beyond it the oldest is given up and counted as "dropped".
+    max_tracked: int = Field(default=200, ge=1)
     max_polls: int = Field(default=30, ge=1)
 
 

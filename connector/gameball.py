@@ -148,20 +148,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def encode_batch(batch: Batch) -> bytes:
-    """`{"body": [...]}` from the events' pre-encoded metadata (no second encoding pass)."""
-    dumps = orjson.dumps
-    parts = []
-    for item in batch.items:
-        events = b",".join(dumps(name) + b":" + ev.payload for name, ev in item.events.items())
-        parts.append(b'{"customerId":' + dumps(item.customer_id) + b',"events":{' + events + b"}}")
-    return b'{"body":[' + b",".join(parts) + b"]}"
+    """`{"body": [{"customerId", "events"}, ...]}` for Send Events Batch Job."""
+    return orjson.dumps({"body": [item.body() for item in batch.items]})
 
 
 def encode_item(batch: Batch) -> bytes:
-    """Send Events takes one customer: the batch must hold exactly one item."""
+    """`{"customerId", "events"}` for Send Events: the batch holds exactly one item."""
     (item,) = batch.items
-    events = b",".join(orjson.dumps(n) + b":" + ev.payload for n, ev in item.events.items())
-    return b'{"customerId":' + orjson.dumps(item.customer_id) + b',"events":{' + events + b"}}"
+    return orjson.dumps(item.body())
 
 
 # --- the client -------------------------------------------------------------------------

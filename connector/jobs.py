@@ -178,9 +178,11 @@ def parse_status(api: StatusApi, payload: Any) -> JobStatus:
         results = [] if results is None else results
         if not isinstance(errors, list) or not isinstance(results, list):
             raise JobStatusError("'errors' and 'results' must be arrays")
-        failed = [_failed_entry(e) for e in errors]
-        failed += [_failed_entry(r) for r in results if _is_failed_result(r)]
         count = _int(payload.get("failedItems"))
+        failed = [_failed_entry(e) for e in errors]
+        if count != 0 or errors:
+            # `results` lists every item (1,000 a batch): read it only when something failed
+            failed += [_failed_entry(r) for r in results if _is_failed_result(r)]
         total = _int(payload.get("totalItems"))
         processed = _int(payload.get("processedItems"))
     elif api == "older":

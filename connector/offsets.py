@@ -19,13 +19,14 @@ class PartitionOffsets:
     """Offsets of one assigned partition; handed to events as their `ticket`."""
 
     __slots__ = (
+        "_ahead",
         "_next_read",
         "_order",
         "_pending",
+        "_total",
         "committed",
         "partition",
         "revoked",
-        "sent_max",
         "topic",
     )
 
@@ -33,17 +34,19 @@ class PartitionOffsets:
         self.topic = topic
         self.partition = partition
         self._pending: dict[int, int] = {}  # offset -> events not yet done
+        self._total: dict[int, int] = {}  # offset -> events, for records still in _order
         self._order: deque[int] = deque()  # pending offsets in read order (lazy deletes)
+        self._ahead = 0  # events done whose record is not committable yet
         self._next_read: int | None = None
         self.committed: int | None = None  # last offset handed to Kafka's commit
         self.revoked = False
-        self.sent_max = -1  # highest offset whose event was handed to a sender
 
     def read(self, offset: int, events: int) -> None:
         """Record that `offset` was read and produced `events` events (0 = done now)."""
         self._next_read = offset + 1
         if events:
             self._pending[offset] = events
+            self._total[offset] = events
             self._order.append(offset)
 
     def ack(self, offset: int) -> None:
@@ -53,6 +56,7 @@ class PartitionOffsets:
         left = self._pending.get(offset)
         if left is None:
             return
+        self._ahead += 1
         if left > 1:
             self._pending[offset] = left - 1
         else:
@@ -62,7 +66,7 @@ class PartitionOffsets:
         """The next offset to read that may be committed, or None before any read."""
         order, pending = self._order, self._pending
         while order and order[0] not in pending:
-            order.popleft()
+            self._ahead -= self._total.pop(order.popleft())
         if order:
             return order[0]
         return self._next_read
@@ -72,12 +76,10 @@ class PartitionOffsets:
         return len(self._pending)
 
     def exposure(self) -> int:
-        """Records from the committable offset up to the highest one sent: what a crash
-        now would read again although some of it may have reached Gameball."""
-        low = self.committable()
-        if low is None or self.sent_max < low:
-            return 0
-        return self.sent_max + 1 - low
+        """Events done (accepted or dead-lettered) whose records are not committable yet:
+        what a crash now would send again."""
+        self.committable()
+        return self._ahead
 
 
 class OffsetTracker:

@@ -145,9 +145,7 @@ class Pipeline:
         self._clock = clock
         self._endpoint = settings.gameball.endpoint
         max_items = settings.batch.max_items if self._endpoint == "batch" else 1
-        self._window = Windower(
-            max_items, settings.batch.max_bytes, settings.batch.linger_ms / 1000
-        )
+        self._window = Windower(max_items, settings.batch.linger_ms / 1000)
         self._tracker = OffsetTracker()
         rl = settings.gameball.rate_limit
         self._limiter = (
@@ -165,10 +163,12 @@ class Pipeline:
             _SenderHooks(metrics, health, self._endpoint),
             self._abandon,
             clock,
+            settings.batch.max_bytes,
         )
         self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
         self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
         self._inflight = 0
+        self._inflight_events = 0
         # one batch below the cap, so the batch about to go cannot pass it
         self._exposure_cap = (settings.batch.max_in_flight - 1) * settings.batch.max_items
         self._paused = False
@@ -246,25 +246,30 @@ class Pipeline:
             self._shutdown()
 
     def _ingest(self, msgs: list[Any]) -> None:
+        """Map a consumed batch of messages into the window (the hot path)."""
         now = self._clock()
         tracker_get = self._tracker.get
         mapper_map = self._mapper.map
         add = self._window.add
-        dumps = orjson.dumps
         counts: dict[str, int] = {}
+        last_topic, last_partition, part = None, -1, None
         for msg in msgs:
             if msg.error() is not None:
                 self._on_kafka_error(msg.error())
                 continue
             topic = msg.topic()
-            counts[topic] = counts.get(topic, 0) + 1
-            part = tracker_get(topic, msg.partition())
+            partition = msg.partition()
+            if partition != last_partition or topic != last_topic or part is None:
+                # consumed batches come in runs of one partition: look its tracker up once
+                counts[topic] = counts.get(topic, 0)
+                part = tracker_get(topic, partition)
+                last_topic, last_partition = topic, partition
+            counts[topic] += 1
             out = mapper_map(msg)
             if out.__class__ is list:
                 part.read(msg.offset(), len(out))
                 for ev in out:
                     ev.ticket = part
-                    ev.payload = dumps(ev.metadata)
                     add(ev, now)
             elif isinstance(out, Skip):
                 part.read(msg.offset(), 0)
@@ -291,7 +296,9 @@ class Pipeline:
         """
         if self._inflight >= self._s.batch.max_in_flight:
             return False
-        return not self._inflight or self._tracker.exposure() <= self._exposure_cap
+        if not self._inflight:
+            return True
+        return self._inflight_events + self._tracker.exposure() <= self._exposure_cap
 
     def _blocked(self) -> bool:
         """A whole batch is ready but may not be sent yet."""
@@ -303,11 +310,7 @@ class Pipeline:
             batch = self._window.take(now, force)
             if batch is None:
                 break
-            for item in batch.items:
-                for ev in item.events.values():
-                    offset = ev.record.offset()
-                    if offset > ev.ticket.sent_max:
-                        ev.ticket.sent_max = offset
+            self._inflight_events += batch.event_count
             self._inflight += 1
             fut = self._executor.submit(self._sender.deliver, batch)
             fut.add_done_callback(self._done.put)
@@ -332,6 +335,7 @@ class Pipeline:
         return handled
 
     def _completed(self, delivery: Delivery) -> None:
+        self._inflight_events -= delivery.batch.event_count
         wall = time.time()
         for items, job_id in delivery.accepted:
             oldest = None

@@ -7,7 +7,7 @@ core without copying them, and tests hand in `SourceRecord`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -67,12 +67,11 @@ class SourceRecord:
 class Event:
     """One Gameball event produced by the mapper from one record.
 
-    The pipeline sets `ticket` (the partition's offset tracker, acked when the event is
-    accepted or dead-lettered, see `connector.offsets`) and `payload` (the metadata
-    encoded once as JSON, reused for sizing the window and for the request body).
+    The pipeline sets `ticket`: the partition's offset tracker, acked when the event is
+    accepted or dead-lettered (see `connector.offsets`).
     """
 
-    __slots__ = ("customer_id", "metadata", "name", "payload", "record", "ticket")
+    __slots__ = ("customer_id", "metadata", "name", "record", "ticket")
 
     def __init__(
         self, customer_id: str, name: str, metadata: dict[str, Any], record: RecordLike
@@ -82,7 +81,6 @@ class Event:
         self.metadata = metadata
         self.record = record
         self.ticket: Any = None
-        self.payload: bytes = b""
 
     def __repr__(self) -> str:
         return f"Event({self.customer_id!r}, {self.name!r}, {self.metadata!r})"
@@ -106,18 +104,26 @@ class Skip:
     reason: str
 
 
-@dataclass(slots=True)
 class Item:
-    """One object of a batch request: one customer and events keyed by distinct names."""
+    """One object of a batch request: one customer and events keyed by distinct names.
 
-    customer_id: str
-    events: dict[str, Event] = field(default_factory=dict)
+    A plain slots class, not a dataclass: the window makes one per event on the hot path.
+    """
+
+    __slots__ = ("customer_id", "events")
+
+    def __init__(self, customer_id: str, events: dict[str, Event] | None = None) -> None:
+        self.customer_id = customer_id
+        self.events: dict[str, Event] = {} if events is None else events
 
     def body(self) -> dict[str, Any]:
         return {
             "customerId": self.customer_id,
             "events": {name: ev.metadata for name, ev in self.events.items()},
         }
+
+    def __repr__(self) -> str:
+        return f"Item({self.customer_id!r}, {list(self.events)!r})"
 
 
 @dataclass(slots=True)
@@ -126,6 +132,7 @@ class Batch:
 
     items: list[Item]
     seq: int = 0
+    event_count: int = 0  # set by the window that cut it
 
     def events(self) -> list[Event]:
         return [ev for item in self.items for ev in item.events.values()]

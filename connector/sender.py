@@ -80,8 +80,10 @@ class Sender:
         hooks: SenderHooks,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = 1024 * 1024,
     ) -> None:
         self._client = client
+        self._max_bytes = max_bytes
         self._limiter = limiter
         self._retry = retry
         self._hooks = hooks
@@ -101,8 +103,15 @@ class Sender:
 
     def _deliver(self, batch: Batch, items: list[Item], result: Delivery) -> None:
         part = batch if items is batch.items else Batch(items, batch.seq)
+        body = self._encode(part)
+        if len(body) > self._max_bytes and len(items) > 1:
+            # the window counts items only; the byte limit is kept here, where it is exact
+            mid = len(items) // 2
+            self._deliver(batch, items[:mid], result)
+            self._deliver(batch, items[mid:], result)
+            return
         try:
-            answer, verdict = self._send_until_decided(part, result)
+            answer, verdict = self._send_until_decided(part, body, result)
         except _Abandoned:
             result.abandoned.extend(items)
             return
@@ -118,8 +127,9 @@ class Sender:
             self._deliver(batch, items[:mid], result)
             self._deliver(batch, items[mid:], result)
 
-    def _send_until_decided(self, batch: Batch, result: Delivery) -> tuple[Answer, Verdict]:
-        body = self._encode(batch)
+    def _send_until_decided(
+        self, batch: Batch, body: bytes, result: Delivery
+    ) -> tuple[Answer, Verdict]:
 
         def attempt() -> tuple[Answer, Verdict]:
             self._wait_for_slot()

@@ -7,7 +7,7 @@ very next request. Rules (why: Gameball's request shapes and its 422/2001
 "Concurrent Request In Progress"; docs/delivery.md):
 - an item holds one customer's events keyed by *distinct* names: a second event of
   the same name for that customer starts a new item, never overwrites;
-- a batch holds at most `max_items` items and `max_bytes` of encoded body;
+- a batch holds at most `max_items` items (the sender splits a body over `max_bytes`);
 - a batch is cut when `max_items` events are ready, or `linger_s` after the first
   ready event arrived, or at once when flushing (shutdown, revoke);
 - a customer is never in two batches at once: while one is in flight, the
@@ -24,18 +24,11 @@ from collections.abc import Callable, Iterator
 
 from connector.records import Batch, Event, Item
 
-# Bytes of JSON around one item and one event beyond the encoded metadata.
-_ITEM_OVERHEAD = 32
-_EVENT_OVERHEAD = 8
-_BODY_OVERHEAD = 16
-
-
 class Windower:
     """Holds events until they are cut into batches and those batches complete."""
 
-    def __init__(self, max_items: int, max_bytes: int, linger_s: float) -> None:
+    def __init__(self, max_items: int, linger_s: float) -> None:
         self.max_items = max_items
-        self.max_bytes = max_bytes
         self.linger_s = linger_s
         self._queues: dict[str, deque[Event]] = {}  # customer -> waiting events, oldest first
         self._busy: dict[str, int] = {}  # customer -> batches taken and not completed
@@ -47,7 +40,7 @@ class Windower:
     # --- input ----------------------------------------------------------------------
 
     def add(self, event: Event, now: float) -> None:
-        """Take one event (its `payload` already encoded)."""
+        """Take one event (called by the pipeline for each mapped event)."""
         self.buffered += 1
         cid = event.customer_id
         queue = self._queues.get(cid)
@@ -83,53 +76,55 @@ class Windower:
             if due is None or due > 0:
                 return None
         items: list[Item] = []
-        size = _BODY_OVERHEAD
-        max_items, max_bytes = self.max_items, self.max_bytes
+        taken = 0
+        max_items = self.max_items
+        busy = self._busy
         emptied = []
-        full = False
         for cid, queue in self._queues.items():
-            if cid in self._busy:
+            if cid in busy:
                 continue
-            before = len(queue)
+            if len(items) >= max_items:
+                break
+            if len(queue) == 1:  # the common case: one waiting event, one new item
+                event = queue[0]
+                items.append(Item(cid, {event.name: event}))
+                busy[cid] = 1
+                taken += 1
+                emptied.append(cid)
+                continue
             mine: list[Item] = []
             while queue:
                 event = queue[0]
                 name = event.name
-                cost = len(event.payload) + len(name) + _EVENT_OVERHEAD
                 target = None
-                for item in mine:  # usually empty: one event per customer and batch
+                for item in mine:  # the first item of this customer without that name
                     if name not in item.events:
                         target = item
                         break
                 if target is None:
-                    cost += len(cid) + _ITEM_OVERHEAD
-                    if len(items) >= max_items or (items and size + cost > max_bytes):
-                        full = True
+                    if len(items) >= max_items:
                         break
                     target = Item(cid)
                     mine.append(target)
                     items.append(target)
-                elif size + cost > max_bytes:
-                    full = True
-                    break
                 target.events[name] = event
-                size += cost
+                taken += 1
                 queue.popleft()
-            if mine:  # now busy: what is left of its queue waits for this batch
-                self._busy[cid] = 1
-                self.ready -= before
-            if not queue:
+            # never empty here: the loop above checked there was room for one more item
+            busy[cid] = 1
+            if queue:
+                self.ready -= len(queue)  # what is left waits for this batch now
+            else:
                 emptied.append(cid)
-            if full:
-                break
         for cid in emptied:
             del self._queues[cid]
+        self.ready -= taken
         if not self.ready:
             self._first_at = None
         if not items:
             return None
         self._seq += 1
-        return Batch(items, self._seq)
+        return Batch(items, self._seq, taken)
 
     def complete(self, batch: Batch, now: float) -> None:
         """A taken batch is finished (accepted, dead-lettered or dropped)."""

@@ -74,6 +74,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.part = self.tracker.assign("t", 0)
         self.next_offset = 0
         self.unacked: dict[int, int] = {}  # offset -> events left (model)
+        self.acked: dict[int, int] = {}  # offset -> events done (model)
         self.read_any = False
         self.last = -1
 
@@ -91,6 +92,7 @@ class TrackerMachine(RuleBasedStateMachine):
     def ack(self, data: st.DataObject) -> None:
         offset = data.draw(st.sampled_from(sorted(self.unacked)))
         self.part.ack(offset)
+        self.acked[offset] = self.acked.get(offset, 0) + 1
         self.unacked[offset] -= 1
         if not self.unacked[offset]:
             del self.unacked[offset]
@@ -103,6 +105,7 @@ class TrackerMachine(RuleBasedStateMachine):
         # the new owner resumes from what was committable
         self.next_offset = committable if committable is not None else 0
         self.unacked = {}
+        self.acked = {}
         self.read_any = False
         self.last = -1
 
@@ -117,6 +120,8 @@ class TrackerMachine(RuleBasedStateMachine):
         assert got == expected
         assert got >= self.last
         self.last = got
+        # what a crash now would re-send: done events of records not yet committable
+        assert self.part.exposure() == sum(n for o, n in self.acked.items() if o >= got)
 
 
 TrackerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)

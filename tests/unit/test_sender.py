@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import RetrySettings
-from connector.gameball import Answer, Verdict
+from connector.gameball import Answer, Verdict, encode_batch
 from connector.ratelimit import RateLimiter, Window
 from connector.records import Batch, Event, Item, SourceRecord
 from connector.sender import Sender
@@ -34,8 +34,10 @@ class ScriptedClient:
     def __init__(self, script: Callable[[int, list[str]], Answer]) -> None:
         self.script = script
         self.requests: list[list[str]] = []
+        self.sizes: list[int] = []
 
     def send(self, body: bytes) -> Answer:
+        self.sizes.append(len(body))
         customers = [item["customerId"] for item in orjson.loads(body)["body"]]
         self.requests.append(customers)
         return self.script(len(self.requests), customers)
@@ -71,7 +73,6 @@ def batch_of(customers: list[str]) -> Batch:
     items = []
     for offset, cid in enumerate(customers):
         ev = Event(cid, "place_order", {"n": offset}, SourceRecord("t", b"{}", 0, offset))
-        ev.payload = orjson.dumps(ev.metadata)
         items.append(Item(cid, {"place_order": ev}))
     return Batch(items, 1)
 
@@ -273,3 +274,14 @@ def test_rate_limiter_paces_the_requests() -> None:
     assert len(client.requests) == 5
     assert elapsed >= 4 / 20  # 5 sends need at least 4 refills at 20/s (less the burst)
     assert hooks.names("rate_limited")
+
+
+def test_a_body_over_max_bytes_is_split_and_every_item_still_goes() -> None:
+    customers = [f"c{i}" for i in range(40)]
+    client = ScriptedClient(lambda n, sent: Answer(200, {"jobId": n}))
+    sender = Sender(client, None, FAST, Hooks(), threading.Event(),  # type: ignore[arg-type]
+                    max_bytes=800)
+    delivery = sender.deliver(batch_of(customers))
+    assert sorted(accepted_customers(delivery)) == sorted(customers)
+    assert len(client.sizes) > 1 and max(client.sizes) <= 800
+    assert len(encode_batch(batch_of(customers))) > 800  # it really had to split

@@ -3,18 +3,15 @@ event comes out exactly once with per-customer order kept."""
 
 from __future__ import annotations
 
-import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.gameball import encode_batch
 from connector.records import Batch, Event, SourceRecord
 from connector.window import Windower
 
 
 def ev(customer: str, name: str, n: int = 0, **meta: object) -> Event:
     e = Event(customer, name, {"n": n, **meta}, SourceRecord("t", b"{}", offset_=n))
-    e.payload = orjson.dumps(e.metadata)
     return e
 
 
@@ -37,7 +34,7 @@ def numbers(batch: Batch) -> list[int]:
 
 
 def test_different_events_of_one_customer_share_an_item() -> None:
-    w = Windower(1000, 1 << 20, 1.0)
+    w = Windower(1000, 1.0)
     w.add(ev("c1", "place_order", 1), 0)
     w.add(ev("c1", "write_review", 2), 0)
     (batch,) = drain(w)
@@ -46,7 +43,7 @@ def test_different_events_of_one_customer_share_an_item() -> None:
 
 
 def test_same_name_events_of_one_customer_are_two_items_never_merged() -> None:
-    w = Windower(1000, 1 << 20, 1.0)
+    w = Windower(1000, 1.0)
     w.add(ev("c1", "place_order", 1), 0)
     w.add(ev("c1", "place_order", 2), 0)
     (batch,) = drain(w)
@@ -57,7 +54,7 @@ def test_same_name_events_of_one_customer_are_two_items_never_merged() -> None:
 
 
 def test_a_full_batch_is_due_at_once_and_holds_max_items() -> None:
-    w = Windower(3, 1 << 20, 10.0)
+    w = Windower(3, 10.0)
     for i in range(7):
         w.add(ev(f"c{i}", "e", i), 0)
     assert w.full()
@@ -71,18 +68,8 @@ def test_a_full_batch_is_due_at_once_and_holds_max_items() -> None:
     assert last is not None and numbers(last) == [6]
 
 
-def test_batch_stays_under_max_bytes() -> None:
-    w = Windower(1000, 2000, 10.0)
-    for i in range(20):
-        w.add(ev(f"c{i}", "e", i, blob="x" * 200), 0)
-    batches = drain(w)
-    assert len(batches) > 1
-    assert all(len(encode_batch(b)) <= 2000 for b in batches)
-    assert sum(len(b) for b in batches) == 20
-
-
 def test_linger_counts_from_the_first_ready_event() -> None:
-    w = Windower(1000, 1 << 20, 0.5)
+    w = Windower(1000, 0.5)
     w.add(ev("c1", "e"), 10.0)
     w.add(ev("c2", "e"), 10.4)
     assert w.take(10.2) is None
@@ -92,7 +79,7 @@ def test_linger_counts_from_the_first_ready_event() -> None:
 
 
 def test_customer_in_flight_waits_then_leaves_first() -> None:
-    w = Windower(2, 1 << 20, 0.0)
+    w = Windower(2, 0.0)
     w.add(ev("c1", "e", 1), 0)
     first = w.take(0)
     assert first is not None
@@ -109,7 +96,7 @@ def test_customer_in_flight_waits_then_leaves_first() -> None:
 
 
 def test_discard_drops_only_matching_waiting_events() -> None:
-    w = Windower(2, 1 << 20, 10.0)
+    w = Windower(2, 10.0)
     for i in range(5):
         w.add(ev("c1" if i % 2 else "c2", "e", i), 0)
     removed = w.discard(lambda e: e.metadata["n"] == 2)
@@ -135,7 +122,7 @@ ops = st.lists(
 def test_every_event_once_within_limits_per_customer_order(
     ops: list[tuple[str, int | float, str]], max_items: int
 ) -> None:
-    w = Windower(max_items, 1 << 20, 0.2)
+    w = Windower(max_items, 0.2)
     now = 0.0
     seq = 0
     outstanding: list[Batch] = []

@@ -136,12 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         dead_letters = DeadLetters(settings)
     jobs = _job_tracker(settings, client, metrics, dead_letters)
     pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters, jobs)
-    # The hot path makes many short-lived objects and almost no cycles: keep start-up
-    # objects out of collections and collect the young generation less often
-    # (docs/benchmarks.md measured the gain).
+    # The hot path makes many short-lived objects and almost no cycles; automatic
+    # collections would rescan every event held in windows and tracked jobs. The loop
+    # collects on a timer instead (Pipeline.GC_INTERVAL_S; docs/benchmarks.md).
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.disable()
     try:
         pipeline.run(stop)
     except Exception:

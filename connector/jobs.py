@@ -489,6 +489,8 @@ class JobTracker:
         A failure naming a customer that has several items in the batch fails all of
         them: dead-lettering a processed event is recoverable, losing one is not.
         """
+        if not status.failed_items:
+            return []
         by_customer: dict[str, list[int]] = {}
         for i, item in enumerate(job.items):
             by_customer.setdefault(item.customer_id, []).append(i)

@@ -18,6 +18,7 @@ stops reading ahead; if that lasts `BLOCKED_PAUSE_S`, or the window holds
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -44,7 +45,9 @@ from connector.window import Windower
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
+_RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
 METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is re-read
+GC_INTERVAL_S = 10.0  # the CLI turns automatic collection off; the loop collects this often
 BLOCKED_PAUSE_S = 1.0  # a full batch waiting this long for a slot pauses the partitions
 
 
@@ -192,6 +195,7 @@ class Pipeline:
         # per-thread call state and the next callback of that consume() aborts the process.
         self._total_partitions: int | None = None
         self._next_metadata = 0.0
+        self._next_gc = 0.0
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -242,6 +246,9 @@ class Pipeline:
                     self._next_commit = now + commit_every
                 if now >= self._next_metadata:
                     self._refresh_total_partitions()
+                if now >= self._next_gc:
+                    gc.collect()  # cycles only (exceptions, retries): a bounded cost
+                    self._next_gc = now + GC_INTERVAL_S
         finally:
             self._shutdown()
 
@@ -353,6 +360,11 @@ class Pipeline:
             if oldest is not None:
                 self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
             if job_id is not None and self._jobs is not None:
+                # Tracking needs each event's record (to dead-letter it), not its metadata:
+                # dropping the dicts keeps hundreds of tracked jobs light for the GC.
+                for item in items:
+                    for ev in item.events.values():
+                        ev.metadata = _RELEASED
                 self._jobs.submit(job_id, items)
         for item, answer in delivery.rejected:
             for ev in item.events.values():

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 from connector.records import Batch, Event, Item
 
+
 class Windower:
     """Holds events until they are cut into batches and those batches complete."""
 

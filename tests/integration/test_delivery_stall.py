@@ -19,7 +19,7 @@ from tests.support import ConnectorProcess, committed, connector_config, produce
 PARTITIONS = 3
 RECORDS = 100_000  # the number
 STALL_SECONDS = 60.0  # the number
-RSS_BOUND_MIB = 250  # docs/delivery.md, "Memory bound"
+RSS_BOUND_MIB = 200  # docs/delivery.md, "Backpressure and memory"
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -32,7 +32,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from connector.config import Settings
 from connector.deadletter import DeadLetters, error_headers
-from connector.gameball import Answer, GameballClient, Verdict
+from connector.gameball import Action, Answer, GameballClient, Verdict, classify
 from connector.logs import RateLimitedLog
 from connector.offsets import OffsetTracker
 from connector.ratelimit import RateLimiter, Window
@@ -391,7 +391,9 @@ class Pipeline:
 
     def _gameball_rejected(self, ev: Event, answer: Answer) -> None:
         body = answer.body or {}
-        reason = "rejected" if answer.status and answer.status < 500 else "retries_exhausted"
+        # The data was to blame only if Gameball's last answer says so; anything else
+        # (408, 429, 5xx, no answer) means `retry.max_attempts` ran out.
+        reason = "rejected" if classify(answer).action is Action.REJECT else "retries_exhausted"
         headers = error_headers(
             ev.record,
             "gameball",

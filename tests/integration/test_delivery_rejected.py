@@ -126,3 +126,41 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
         assert h["gameball.error.topic"] == topic
         assert int(h["gameball.error.partition"]) in range(PARTITIONS)
         assert int(h["gameball.error.offset"]) >= 0
+
+
+def test_exhausted_retries_dead_letter_whole_batches(broker: LocalBroker, tmp_path: Path) -> None:
+    """With `max_attempts`, a batch that only ever meets 408 goes to the dead letters as
+    a whole (no bisecting: the items are not to blame), labelled retries_exhausted."""
+    topic, dlq, group = unique("exhausted"), unique("dlq"), unique("g-exhausted")
+    broker.create_topics([topic], partitions=1)
+    broker.create_topics([dlq], partitions=1)
+    records = [
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i}"},
+         "total": {"amount": i}}
+        for i in range(200)
+    ]
+    ends = produce(broker.bootstrap, topic, records)
+    with SandboxServer(faults=Faults(error_rate=1.0, error_status=408)) as sandbox:
+        config = connector_config(
+            broker.bootstrap, sandbox.url, topic, group,
+            gameball={"retry": {"max_attempts": 2, "initial_backoff_ms": 10,
+                                "max_backoff_ms": 50}},
+            batch={"max_items": 100, "linger_ms": 50, "max_in_flight": 2},
+            dead_letter={"topic": dlq},
+        )
+        proc = ConnectorProcess(config, tmp_path).start()
+        try:
+            wait_until(lambda: committed(broker.bootstrap, group, topic, 1) == ends, 40,
+                       "committed offsets == end offsets", every=0.5)
+            proc.signal()
+            assert proc.wait(30) == 0
+        finally:
+            proc.kill()
+        requests = sandbox.stats()["requests_total"]
+    assert requests == 2 * 2  # two batches of 100, two attempts each, never split
+    letters = read_all(broker.bootstrap, dlq, quiet=2.0)
+    assert len(letters) == len(records)
+    for msg in letters:
+        headers = {k: v.decode() for k, v in msg.headers() or [] if v is not None}
+        assert headers["gameball.error.reason"] == "retries_exhausted"
+        assert headers["gameball.error.status"] == "408"

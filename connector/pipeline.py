@@ -112,8 +112,9 @@ class _SenderHooks:
         self._m.ready.set(0)
         self._halt_log.error(
             "halt",
-            "Gameball refuses the connector's credentials or account: nothing is "
-            "committed past this point until it accepts them again",
+            f"Gameball refuses every request ({verdict.reason}: check the credentials, "
+            "the account and base_url): nothing is committed past this point until it "
+            "accepts them again",
             cause=verdict.reason,
             answer=answer.describe(),
         )
@@ -305,7 +306,7 @@ class Pipeline:
             return False
         if not self._inflight:
             return True
-        return self._inflight_events + self._tracker.exposure() <= self._exposure_cap
+        return self._inflight_events + self._tracker.exposure() < self._exposure_cap
 
     def _blocked(self) -> bool:
         """A whole batch is ready but may not be sent yet."""
@@ -484,13 +485,14 @@ class Pipeline:
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
         self._m.paused_partitions.set(len(self._source.paused))
 
-    def _commit(self, asynchronous: bool, only: Partitions | None = None) -> None:
+    def _commit(self, asynchronous: bool, only: Partitions | None = None) -> bool:
+        """Commit moved offsets; False when a synchronous commit failed."""
         offsets = self._tracker.to_commit()
         if only is not None:
             wanted = set(only)
             offsets = [o for o in offsets if (o[0], o[1]) in wanted]
         if not offsets:
-            return
+            return True
         ok = self._source.commit(offsets, asynchronous)
         if asynchronous or ok:
             for t, p, o in offsets:
@@ -500,6 +502,7 @@ class Pipeline:
             if ok:
                 for t, p, o in offsets:
                     self._m.committed_offset.labels(t, str(p)).set(o)
+        return ok
 
     def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         if err is not None:
@@ -534,7 +537,13 @@ class Pipeline:
                     lambda: all(w.outstanding() == 0 for w in wanted),
                     self._s.shutdown.drain_seconds,
                 )
-            self._commit(asynchronous=False, only=parts)
+            if not self._commit(asynchronous=False, only=parts):
+                # the next owner re-reads from the old commit: accepted events come again
+                exposed = sum(w.exposure() for w in wanted)
+                self._m.possible_duplicates.inc(exposed)
+                log.warning("commit on revoke failed: the next owner may re-send events",
+                            extra={"events": exposed,
+                                   "partitions": [f"{t}[{p}]" for t, p in parts]})
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)
             for gauge in (self._m.consumer_lag, self._m.committed_offset):
@@ -598,7 +607,8 @@ class Pipeline:
 
     def _shutdown(self) -> None:
         self._health.stopping = True
-        drain = self._s.shutdown.drain_seconds
+        # While Gameball refuses the credentials nothing in flight can finish: do not wait.
+        drain = 0.0 if self._health.auth_failing else self._s.shutdown.drain_seconds
         drained = self._drain(
             lambda: self._inflight == 0 and self._window.is_empty() and self._dlq_pending == 0,
             drain,

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 BIN = Path(sys.executable).parent / "gameball-connector"
 API_KEY = "sandbox-api-key"
@@ -97,26 +97,21 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> list[Any]:
-    """Read `expect` records from the start of `topic` (dead-letter checks)."""
+def read_all(bootstrap: str, topic: str, quiet: float) -> list[Any]:
+    """Every record of partition 0 of `topic`, read until nothing new came for `quiet`
+    seconds (dead-letter checks). Assigned, not subscribed: no group join to wait for."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique("reader"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
-        }
+        {"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False}
     )
-    consumer.subscribe([topic])
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     out: list[Any] = []
-    deadline = time.monotonic() + timeout
+    last = time.monotonic()
     try:
-        while len(out) < expect and time.monotonic() < deadline:
+        while time.monotonic() - last < quiet:
             msg = consumer.poll(0.2)
             if msg is not None and msg.error() is None:
                 out.append(msg)
+                last = time.monotonic()
     finally:
         consumer.close()
     return out

@@ -7,13 +7,11 @@ topic with Gameball's error object in headers, and commit everything.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
@@ -23,6 +21,7 @@ from tests.support import (
     committed,
     connector_config,
     produce,
+    read_all,
     unique,
     wait_until,
 )
@@ -31,27 +30,6 @@ PARTITIONS = 3
 RECORDS = 3_000  # the issue gives no number
 CUSTOMERS = 300
 BAD = {"c7", "c42", "c199"}
-
-
-def read_all(bootstrap: str, topic: str, quiet: float) -> list[Any]:
-    """Every record of partition 0, read until nothing new came for `quiet` seconds.
-
-    Assigned, not subscribed: no group join to wait for.
-    """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out: list[Any] = []
-    last = time.monotonic()
-    try:
-        while time.monotonic() - last < quiet:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
 
 
 def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(

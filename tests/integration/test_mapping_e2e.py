@@ -9,18 +9,24 @@ not from running the mapper.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connector.localbroker import LocalBroker
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    committed,
+    connector_config,
+    produce,
+    read_all,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 RECORDS = 900
@@ -151,25 +157,6 @@ def make() -> Made:
         else:
             made.add({"uid": uid, "customer": {"id": cid}}, cid, {"source": "crm"})  # unmatched
     return made
-
-
-def read_all(bootstrap: str, topic: str, quiet: float) -> list[Any]:
-    """Every record of partition 0 until nothing new came for `quiet` seconds (assigned)."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False}
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out: list[Any] = []
-    last = time.monotonic()
-    try:
-        while time.monotonic() - last < quiet:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
 
 
 def test_mixed_topic_through_broker_connector_and_sandbox(

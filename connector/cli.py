@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from connector import __version__
+from connector import __version__, demo, dryrun
 from connector.config import Settings, load
 from connector.records import ConfigError
+from connector.sandbox import command
 
 if TYPE_CHECKING:
     from connector.deadletter import DeadLetters
@@ -201,20 +202,14 @@ def _job_tracker(
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from connector import dryrun
-
     return int(dryrun.run(args))
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from connector.sandbox import command
-
     return int(command.run(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from connector import demo
-
     return int(demo.run(args))
 
 
@@ -239,30 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("map", help="dry-run the mapping on JSON lines from stdin")
-    try:
-        from connector import dryrun
-
-        dryrun.add_arguments(p)
-    except ImportError:  # pragma: no cover - during development only
-        p.add_argument("--config", required=True)
+    dryrun.add_arguments(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("sandbox", help="a local Gameball-compatible API (NOT Gameball)")
-    try:
-        from connector.sandbox import command
-
-        command.add_arguments(p)
-    except ImportError:  # pragma: no cover - during development only
-        pass
+    command.add_arguments(p)
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("demo", help="broker + sandbox + connector on loopback, live progress")
-    try:
-        from connector import demo
-
-        demo.add_arguments(p)
-    except ImportError:  # pragma: no cover - during development only
-        pass
+    demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

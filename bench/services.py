@@ -72,7 +72,8 @@ class Sandbox:
                 self.proc.wait(5)
 
     def __enter__(self) -> Sandbox:
-        return self.start()
+        # `with Sandbox(...).start() as s` must not start a second process on the port
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -19,7 +19,6 @@ Pure: time is passed in. The pipeline calls every method from its loop thread.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator
 
 from connector.records import Batch, Event, Item
@@ -31,7 +30,8 @@ class Windower:
     def __init__(self, max_items: int, linger_s: float) -> None:
         self.max_items = max_items
         self.linger_s = linger_s
-        self._queues: dict[str, deque[Event]] = {}  # customer -> waiting events, oldest first
+        # customer -> waiting events, oldest first (lists: most hold one event)
+        self._queues: dict[str, list[Event]] = {}
         self._busy: dict[str, int] = {}  # customer -> batches taken and not completed
         self._first_at: float | None = None  # arrival of the oldest ready event (approx.)
         self._seq = 0
@@ -46,7 +46,7 @@ class Windower:
         cid = event.customer_id
         queue = self._queues.get(cid)
         if queue is None:
-            self._queues[cid] = deque((event,))
+            self._queues[cid] = [event]
         else:
             queue.append(event)
         if cid not in self._busy:
@@ -94,8 +94,8 @@ class Windower:
                 emptied.append(cid)
                 continue
             mine: list[Item] = []
-            while queue:
-                event = queue[0]
+            used = 0
+            for event in queue:
                 name = event.name
                 target = None
                 for item in mine:  # the first item of this customer without that name
@@ -109,8 +109,9 @@ class Windower:
                     mine.append(target)
                     items.append(target)
                 target.events[name] = event
-                taken += 1
-                queue.popleft()
+                used += 1
+            taken += used
+            del queue[:used]
             # never empty here: the loop above checked there was room for one more item
             busy[cid] = 1
             if queue:
@@ -149,7 +150,7 @@ class Windower:
         removed = 0
         for cid in list(self._queues):
             queue = self._queues[cid]
-            kept = deque(ev for ev in queue if not drop(ev))
+            kept = [ev for ev in queue if not drop(ev)]
             gone = len(queue) - len(kept)
             if not gone:
                 continue

@@ -48,7 +48,7 @@ CONSUME_BATCH = 1000
 _RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
 METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is re-read
 GC_INTERVAL_S = 10.0  # the CLI turns automatic collection off; the loop collects this often
-BLOCKED_PAUSE_S = 1.0  # a full batch waiting this long for a slot pauses the partitions
+BLOCKED_PAUSE_S = 1.0  # no batch sent for this long while one waits: pause the partitions
 
 
 class MapperLike(Protocol):
@@ -320,6 +320,7 @@ class Pipeline:
                 break
             self._inflight_events += batch.event_count
             self._inflight += 1
+            self._blocked_since = None  # progress: a wait for a slot starts afresh
             fut = self._executor.submit(self._sender.deliver, batch)
             fut.add_done_callback(self._done.put)
         self._m.inflight.set(self._inflight)
@@ -460,9 +461,10 @@ class Pipeline:
     def _backpressure(self, now: float) -> None:
         """Pause every assigned partition when Gameball cannot keep up; resume after.
 
-        Two triggers: a full batch has waited for a send slot longer than
-        `BLOCKED_PAUSE_S` (the loop stops reading ahead at once, but must go on polling
-        to stay in the group), or the window holds `max_buffered_events`.
+        Two triggers: no batch could be sent for `BLOCKED_PAUSE_S` while a full one
+        waits (the loop stops reading ahead at once, but must go on polling to stay in
+        the group), or the window holds `max_buffered_events`. Sending at the rate
+        limit is progress, not a stall: pausing would throw away librdkafka's prefetch.
         """
         buffered = self._window.buffered
         bound = self._s.batch.max_buffered_events

@@ -37,8 +37,17 @@ test: $(VENV)/.dev system-deps lint
 unit: $(VENV)/.dev system-deps
 	$(VENV)/bin/pytest tests/unit
 
+integration: $(VENV)/.dev system-deps
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --timeout 300 tests/integration
+
+chart: $(VENV)/.dev
+	$(VENV)/bin/pytest tests/chart
+
 bench: $(VENV)/.dev
 	$(PY) -m bench.run
+
+bench-smoke: $(VENV)/.dev
+	$(PY) -m bench.run --smoke --out "$$(mktemp -d)"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

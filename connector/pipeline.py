@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -296,8 +296,8 @@ class Pipeline:
             child.inc(n)
 
     def _can_send(self) -> bool:
-        """A sender is free and what a crash would re-send stays within
-        `max_in_flight x max_items` records (docs/delivery.md, "crash exposure").
+        """A sender is free, and the events a crash would send again (in flight, or
+        accepted above the commit point) stay below `max_in_flight x max_items`.
 
         With nothing in flight a batch may always go: it holds the oldest waiting
         events, which is what lets the committable offsets move again.
@@ -347,6 +347,8 @@ class Pipeline:
         self._inflight_events -= delivery.batch.event_count
         wall = time.time()
         for items, job_id in delivery.accepted:
+            jobs = self._jobs
+            tracked = jobs is not None and job_id is not None
             oldest = None
             n = 0
             for item in items:
@@ -357,17 +359,16 @@ class Pipeline:
                     kind, ts = rec.timestamp()
                     if kind and (oldest is None or ts < oldest):
                         oldest = ts
+                    if tracked:
+                        # Tracking needs the record (to dead-letter it), not the metadata:
+                        # dropping the dicts keeps hundreds of tracked jobs light.
+                        ev.metadata = _RELEASED
             self._accepted_events += n
             self._m.events_accepted.labels(self._endpoint).inc(n)
             if oldest is not None:
                 self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
-            if job_id is not None and self._jobs is not None:
-                # Tracking needs each event's record (to dead-letter it), not its metadata:
-                # dropping the dicts keeps hundreds of tracked jobs light for the GC.
-                for item in items:
-                    for ev in item.events.values():
-                        ev.metadata = _RELEASED
-                self._jobs.submit(job_id, items)
+            if jobs is not None and job_id is not None:
+                jobs.submit(job_id, items)
         for item, answer in delivery.rejected:
             for ev in item.events.values():
                 self._gameball_rejected(ev, answer)
@@ -562,7 +563,7 @@ class Pipeline:
         )
         self._after_rebalance(exclude=parts)
 
-    def _after_rebalance(self, exclude: Partitions = ()) -> None:  # type: ignore[assignment]
+    def _after_rebalance(self, exclude: Sequence[tuple[str, int]] = ()) -> None:
         owned = len(self._source.assigned - set(exclude))
         self._m.assigned_partitions.set(owned)
         if self._limiter is not None:
@@ -593,15 +594,17 @@ class Pipeline:
 
     # --- draining and shutdown --------------------------------------------------------------
 
-    def _drain(self, finished: Callable[[], bool], seconds: float) -> bool:
-        """Send and complete what is buffered until `finished()` or the deadline."""
+    def _drain(self, finished: Callable[[], bool], seconds: float, send: bool = True) -> bool:
+        """Send (unless `send` is false) and complete what is buffered until `finished()`
+        or the deadline."""
         deadline = self._clock() + seconds
         while not finished():
             now = self._clock()
             if now >= deadline:
                 return False
             self._health.beat()
-            self._dispatch(now, force=True)
+            if send:
+                self._dispatch(now, force=True)
             self._collect(wait=0.05)
             if self._dlq is not None:
                 self._dlq.poll()
@@ -621,7 +624,7 @@ class Pipeline:
                 extra={"inflight": self._inflight, "buffered": self._window.buffered},
             )
             self._abandon.set()
-            self._drain(lambda: self._inflight == 0, 5.0)
+            self._drain(lambda: self._inflight == 0, 5.0, send=False)
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._dlq is not None:
             left = self._dlq.flush(5.0)

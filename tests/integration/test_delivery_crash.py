@@ -89,5 +89,5 @@ def test_three_sigkills_lose_nothing_and_resend_little(
         per_kill.append(sum(1 for i in order_ids(items[start:end]) if i in before))
     total = sum(n - 1 for n in counts.values())
     print(f"crash (seed {seed}): re-sent per kill {per_kill}, total duplicates {total}")
-    assert all(n <= BOUND for n in per_kill), (per_kill, f"seed {seed}")
+    assert all(n < BOUND for n in per_kill), (per_kill, f"seed {seed}")  # "below" (issue 4)
     assert total == sum(per_kill)  # nothing duplicated except across a kill

@@ -97,6 +97,17 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         consumer.close()
 
 
+def max_in_window(times: list[float], seconds: float) -> int:
+    """The most timestamps inside any span of `seconds` (rate-limit checks)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - seconds:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def read_all(bootstrap: str, topic: str, quiet: float) -> list[Any]:
     """Every record of partition 0 of `topic`, read until nothing new came for `quiet`
     seconds (dead-letter checks). Assigned, not subscribed: no group join to wait for."""

@@ -22,7 +22,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    committed,
+    connector_config,
+    max_in_window,
+    produce,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 RECORDS = 15_000  # the issue gives no number: 400+ requests, > 30 s of sending at the limit
@@ -53,16 +61,6 @@ def scrape(port: int) -> dict[str, float]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
-
-
-def max_in_window(times: list[float], seconds: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - seconds:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 @pytest.fixture

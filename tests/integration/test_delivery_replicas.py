@@ -18,7 +18,15 @@ import pytest
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    committed,
+    connector_config,
+    max_in_window,
+    produce,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 # The issue gives no number: > 30 s of requests at the account's limit with cooperative
@@ -26,16 +34,6 @@ PARTITIONS = 3
 RECORDS = {"cooperative-sticky": 8_000, "range": 5_000}
 MAX_ITEMS = 20
 PER_SECOND, PER_30_SECONDS = 20, 400
-
-
-def max_in_window(times: list[float], seconds: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - seconds:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 @pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
@@ -71,8 +69,11 @@ def test_replicas_share_the_account_limit_through_rebalances(
             procs[1].start()
             wait_until(lambda: accepted() >= 1_000, 40, "two replicas delivering")
             procs[2].start()  # rebalance: 2 -> 3 replicas
-            wait_until(lambda: any(e.get("msg") == "partitions assigned"
-                                   for e in procs[2].logs()), 30, "the third replica assigned")
+            # Owning a partition, not just the first (empty) cooperative assignment: tansu
+            # loses a member's leave that overlaps an unfinished cooperative rebalance
+            # (the group then never reassigns), which Kafka handles; docs/delivery.md.
+            wait_until(lambda: any(e.get("msg") == "partitions assigned" and e.get("partitions")
+                                   for e in procs[2].logs()), 30, "the third replica owning")
             mark = accepted()
             wait_until(lambda: accepted() >= mark + 500, 40, "three replicas delivering")
             procs[0].signal(signal.SIGTERM)  # rebalance: 3 -> 2 replicas

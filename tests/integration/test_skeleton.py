@@ -79,6 +79,27 @@ def all_committed(broker: LocalBroker, group: str, topic: str, ends: dict[int, i
     return all(got.get(p) == end for p, end in ends.items())
 
 
+def run_to_the_end(
+    config: dict[str, Any],
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    want: Counter[tuple[str, str]],
+    broker: LocalBroker,
+    group: str,
+    topic: str,
+    ends: dict[int, int],
+) -> None:
+    """Restart the connector and stop it cleanly once everything arrived and is committed."""
+    second = ConnectorProcess(config, tmp_path, "second").start()
+    try:
+        wait_until(lambda: set(delivered(sandbox)) >= set(want), 90, "every event")
+        wait_until(lambda: all_committed(broker, group, topic, ends), 30, "offsets at end")
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        second.kill()
+
+
 def test_every_event_arrives_exactly_once_and_offsets_reach_the_end(
     broker: LocalBroker, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -129,14 +150,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_
         finally:
             first.kill()
         assert sum(delivered(sandbox).values()) < sum(want.values()), "killed too late"
-        second = ConnectorProcess(config, tmp_path, "second").start()
-        try:
-            wait_until(lambda: set(delivered(sandbox)) >= set(want), 90, "every event")
-            wait_until(lambda: all_committed(broker, group, topic, ends), 30, "offsets at end")
-            second.signal(signal.SIGTERM)
-            assert second.wait(30) == 0
-        finally:
-            second.kill()
+        run_to_the_end(config, tmp_path, sandbox, want, broker, group, topic, ends)
         got = delivered(sandbox)
         assert set(got) == set(want), "nothing missing, nothing invented"
         dupes = sum(got.values()) - sum(want.values())
@@ -171,14 +185,7 @@ def test_sigterm_drains_exits_zero_and_restart_sends_no_duplicates(
             first.kill()
         before = sum(delivered(sandbox).values())
         assert before < sum(want.values()), "stopped too late to test a restart"
-        second = ConnectorProcess(config, tmp_path, "second").start()
-        try:
-            wait_until(lambda: set(delivered(sandbox)) >= set(want), 90, "every event")
-            wait_until(lambda: all_committed(broker, group, topic, ends), 30, "offsets at end")
-            second.signal(signal.SIGTERM)
-            assert second.wait(30) == 0
-        finally:
-            second.kill()
+        run_to_the_end(config, tmp_path, sandbox, want, broker, group, topic, ends)
         assert delivered(sandbox) == want, "a clean stop re-sends nothing that was accepted"
 
 

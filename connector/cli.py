@@ -37,21 +37,6 @@ log = logging.getLogger("connector")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.gameball.api_key.get_secret_value()]
-    if settings.gameball.secret_key is not None:
-        values.append(settings.gameball.secret_key.get_secret_value())
-    for props in (settings.kafka.properties, settings.dead_letter.properties):
-        for key, value in props.items():
-            if (
-                key in settings.kafka.secret_property_names()
-                or "password" in key
-                or "secret" in key
-            ):
-                values.append(str(value))
-    return [v for v in values if v]
-
-
 def _load_checked(path: str) -> Settings:
     """Load the config and compile the mapping: every start-up problem, before connecting."""
     from connector.mapping import Mapper
@@ -103,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(settings.logging.level, settings.logging.format, _secrets(settings))
+    setup_logging(settings.logging.level, settings.logging.format, settings.secret_values())
 
     stop = threading.Event()
 

@@ -57,8 +57,6 @@ class KafkaSettings(_Model):
 
     _check_regex = field_validator("topic_pattern")(check_regex)
 
-    def secret_property_names(self) -> list[str]:
-        return [k for k in self.properties if _SECRET_PROPERTY.search(k)]
 
 
 class RateLimitSettings(_Model):
@@ -185,12 +183,26 @@ class Settings(_Model):
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with every secret masked (for `validate`)."""
         data = self.model_dump(mode="json")
-        for key in self.kafka.secret_property_names():
-            data["kafka"]["properties"][key] = "**********"
-        for key in self.dead_letter.properties:
-            if _SECRET_PROPERTY.search(key):
-                data["dead_letter"]["properties"][key] = "**********"
+        for section in ("kafka", "dead_letter"):
+            props = data[section]["properties"]
+            for key in props:
+                if is_secret_property(key):
+                    props[key] = "**********"
         return data
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, for the log filter that masks them (called by the CLI)."""
+        values = [self.gameball.api_key.get_secret_value()]
+        if self.gameball.secret_key is not None:
+            values.append(self.gameball.secret_key.get_secret_value())
+        for props in (self.kafka.properties, self.dead_letter.properties):
+            values += [str(v) for k, v in props.items() if is_secret_property(k)]
+        return [v for v in values if v]
+
+
+def is_secret_property(name: str) -> bool:
+    """A librdkafka property whose value is a credential (sasl.password, ssl.key.pem...)."""
+    return bool(_SECRET_PROPERTY.search(name))
 
 
 # --- loading ------------------------------------------------------------------------

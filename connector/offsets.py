@@ -109,9 +109,6 @@ class OffsetTracker:
             part.revoked = True
         return part
 
-    def partitions(self) -> list[PartitionOffsets]:
-        return list(self._parts.values())
-
     def to_commit(self) -> list[tuple[str, int, int]]:
         """(topic, partition, offset) whose committable offset moved since the last commit."""
         out = []
@@ -125,9 +122,6 @@ class OffsetTracker:
         part = self._parts.get((topic, partition))
         if part is not None and (part.committed is None or offset > part.committed):
             part.committed = offset
-
-    def outstanding(self) -> int:
-        return sum(p.outstanding() for p in self._parts.values())
 
     def exposure(self) -> int:
         return sum(p.exposure() for p in self._parts.values())

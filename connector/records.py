@@ -131,11 +131,13 @@ class Batch:
     """Items sent in one request, and the events (hence the offsets) they cover."""
 
     items: list[Item]
-    seq: int = 0
-    event_count: int = 0  # set by the window that cut it
 
     def events(self) -> list[Event]:
         return [ev for item in self.items for ev in item.events.values()]
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(item.events) for item in self.items)
 
     def customers(self) -> set[str]:
         return {item.customer_id for item in self.items}

@@ -102,7 +102,7 @@ class Sender:
         return result
 
     def _deliver(self, batch: Batch, items: list[Item], result: Delivery) -> None:
-        part = batch if items is batch.items else Batch(items, batch.seq)
+        part = batch if items is batch.items else Batch(items)
         body = self._encode(part)
         if len(body) > self._max_bytes and len(items) > 1:
             # the window counts items only; the byte limit is kept here, where it is exact

@@ -19,7 +19,7 @@ Pure: time is passed in. The pipeline calls every method from its loop thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from connector.records import Batch, Event, Item
 
@@ -32,9 +32,8 @@ class Windower:
         self.linger_s = linger_s
         # customer -> waiting events, oldest first (lists: most hold one event)
         self._queues: dict[str, list[Event]] = {}
-        self._busy: dict[str, int] = {}  # customer -> batches taken and not completed
+        self._busy: set[str] = set()  # customers in a batch taken and not completed
         self._first_at: float | None = None  # arrival of the oldest ready event (approx.)
-        self._seq = 0
         self.ready = 0  # waiting events whose customer is not busy
         self.buffered = 0  # events added and not yet completed or discarded
 
@@ -77,7 +76,7 @@ class Windower:
             if due is None or due > 0:
                 return None
         items: list[Item] = []
-        taken = 0
+        taken = 0  # events, for `ready`
         max_items = self.max_items
         busy = self._busy
         emptied = []
@@ -89,7 +88,7 @@ class Windower:
             if len(queue) == 1:  # the common case: one waiting event, one new item
                 event = queue[0]
                 items.append(Item(cid, {event.name: event}))
-                busy[cid] = 1
+                busy.add(cid)
                 taken += 1
                 emptied.append(cid)
                 continue
@@ -113,7 +112,7 @@ class Windower:
             taken += used
             del queue[:used]
             # never empty here: the loop above checked there was room for one more item
-            busy[cid] = 1
+            busy.add(cid)
             if queue:
                 self.ready -= len(queue)  # what is left waits for this batch now
             else:
@@ -123,20 +122,13 @@ class Windower:
         self.ready -= taken
         if not self.ready:
             self._first_at = None
-        if not items:
-            return None
-        self._seq += 1
-        return Batch(items, self._seq, taken)
+        return Batch(items) if items else None
 
     def complete(self, batch: Batch, now: float) -> None:
         """A taken batch is finished (accepted, dead-lettered or dropped)."""
-        self.buffered -= sum(len(item.events) for item in batch.items)
+        self.buffered -= batch.event_count
         for cid in {item.customer_id for item in batch.items}:
-            left = self._busy.get(cid, 0)
-            if left > 1:
-                self._busy[cid] = left - 1
-                continue
-            self._busy.pop(cid, None)
+            self._busy.discard(cid)
             queue = self._queues.get(cid)
             if queue:
                 self.ready += len(queue)
@@ -174,7 +166,3 @@ class Windower:
 
     def is_empty(self) -> bool:
         return self.buffered == 0
-
-    def pending_events(self) -> Iterator[Event]:
-        for queue in self._queues.values():
-            yield from queue

@@ -146,3 +146,17 @@ def test_topic_settings_reach_the_settings() -> None:
     assert s.topic_settings["shop.orders"].unmatched == "dead_letter"
     assert any(p.startswith("topic_settings.shop.orders.unmatched")
                for p in problems(GOOD + "topic_settings:\n  shop.orders: {unmatched: drop}\n"))
+
+
+def test_one_rule_finds_every_secret_for_logs_and_validate() -> None:
+    text = GOOD.replace(
+        "  topic: gameball.dlq\n",
+        "  topic: gameball.dlq\n  properties:\n    sasl.oauthbearer.token: tok-abc-123\n"
+        "    acks: all\n",
+    )
+    s = parse(text, ENV)
+    assert set(s.secret_values()) == {*ENV.values(), "kafka-pass-123", "tok-abc-123"}
+    shown = str(s.redacted())
+    for secret in ("kafka-pass-123", "tok-abc-123"):
+        assert secret not in shown
+    assert s.redacted()["dead_letter"]["properties"]["acks"] == "all"

@@ -74,7 +74,7 @@ def batch_of(customers: list[str]) -> Batch:
     for offset, cid in enumerate(customers):
         ev = Event(cid, "place_order", {"n": offset}, SourceRecord("t", b"{}", 0, offset))
         items.append(Item(cid, {"place_order": ev}))
-    return Batch(items, 1)
+    return Batch(items)
 
 
 def make(

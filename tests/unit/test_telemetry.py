@@ -138,3 +138,36 @@ def test_lag_from_librdkafka_statistics() -> None:
     stats["brokers"]["b1"]["state"] = "DOWN"
     b.pipeline._on_stats(orjson.dumps(stats).decode())
     assert not b.health.broker_reachable
+
+
+class AckingDeadLetters:
+    """Stands in for the broker's acknowledgement only; headers are kept to check."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[tuple[str, bytes]]] = []
+
+    def send(self, record: Any, headers: list[tuple[str, bytes]], on_done: Any) -> None:
+        self.sent.append(headers)
+        on_done(None)
+
+    def poll(self) -> None:
+        pass
+
+
+def test_dead_letters_are_counted_once_acknowledged_and_revoke_drops_partition_series() -> None:
+    b = Built()
+    dlq = AckingDeadLetters()
+    b.pipeline._dlq = dlq  # type: ignore[assignment]
+    b.pipeline._source._assigned(None, [TopicPartition("orders", 0)])  # type: ignore[arg-type]
+    b.pipeline._ingest([rec(0, b"{broken"), rec(1, {"type": "order", "customer": "c", "id": 1})])
+    dead = "gameball_connector_dead_letter_records_total"
+    assert b.value(dead, topic="orders", reason="invalid_json") == 1
+    assert (b"gameball.error.stage", b"decode") in [(k.encode(), v) for k, v in dlq.sent[0]]
+    b.pipeline._on_stats(orjson.dumps({"topics": {"orders": {"partitions": {
+        "0": {"consumer_lag": 5}}}}}).decode())
+    assert b.value("gameball_connector_consumer_lag", topic="orders", partition="0") == 5
+    b.pipeline._health.stopping = True  # revoke without draining the unsent event
+    b.pipeline._on_revoke([("orders", 0)], lost=True)
+    assert b.value("gameball_connector_rebalances_total", kind="lost") == 1
+    assert b.registry.get_sample_value(
+        "gameball_connector_consumer_lag", {"topic": "orders", "partition": "0"}) is None

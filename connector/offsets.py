@@ -20,11 +20,15 @@ class PartitionOffsets:
 
     __slots__ = (
         "_ahead",
+        "_done",
+        "_done_confirmed",
+        "_handed",
         "_next_read",
         "_order",
         "_pending",
         "_total",
         "committed",
+        "confirmed",
         "partition",
         "revoked",
         "topic",
@@ -37,8 +41,12 @@ class PartitionOffsets:
         self._total: dict[int, int] = {}  # offset -> events, for records still in _order
         self._order: deque[int] = deque()  # pending offsets in read order (lazy deletes)
         self._ahead = 0  # events done whose record is not committable yet
+        self._done = 0  # events of records below the committable offset, since assignment
+        self._done_confirmed = 0  # ... of records below the confirmed offset
+        self._handed: dict[int, int] = {}  # offset handed to a commit -> _done at that time
         self._next_read: int | None = None
         self.committed: int | None = None  # last offset handed to Kafka's commit
+        self.confirmed: int | None = None  # last offset the broker confirmed committed
         self.revoked = False
 
     def read(self, offset: int, events: int) -> None:
@@ -66,7 +74,9 @@ class PartitionOffsets:
         """The next offset to read that may be committed, or None before any read."""
         order, pending = self._order, self._pending
         while order and order[0] not in pending:
-            self._ahead -= self._total.pop(order.popleft())
+            events = self._total.pop(order.popleft())
+            self._ahead -= events
+            self._done += events
         if order:
             return order[0]
         return self._next_read
@@ -75,11 +85,42 @@ class PartitionOffsets:
         """Records read but not yet done."""
         return len(self._pending)
 
+    def undone(self) -> int:
+        """Events read but not yet done (buffered, in flight or awaiting dead-lettering)."""
+        return sum(self._pending.values())
+
     def exposure(self) -> int:
         """Events done (accepted or dead-lettered) whose records are not committable yet:
         what a crash now would send again."""
         self.committable()
         return self._ahead
+
+    def handed(self, offset: int) -> None:
+        """`offset` (just returned by `committable`) was handed to a commit."""
+        self.committed = offset
+        self._handed[offset] = self._done
+
+    def confirm(self, offset: int) -> None:
+        """The broker confirmed `offset` committed (asynchronous callback or synchronous)."""
+        if self.confirmed is not None and offset <= self.confirmed:
+            return
+        self.confirmed = offset
+        done = self._handed.get(offset)
+        if done is not None:
+            self._done_confirmed = done
+        self._handed = {o: d for o, d in self._handed.items() if o > offset}
+
+    def unconfirmed(self) -> int:
+        """Events done (accepted or dead-lettered) since the last confirmed commit: what
+        the next owner of the partition sends again if no further commit lands."""
+        self.committable()
+        return self._done - self._done_confirmed + self._ahead
+
+    def span(self) -> str:
+        """`topic[p]@from-to`: the offsets a next owner would read again."""
+        start = "?" if self.confirmed is None else str(self.confirmed)
+        end = self.committable()
+        return f"{self.topic}[{self.partition}]@{start}-{'?' if end is None else end}"
 
 
 class OffsetTracker:
@@ -109,19 +150,32 @@ class OffsetTracker:
             part.revoked = True
         return part
 
-    def to_commit(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, offset) whose committable offset moved since the last commit."""
+    def find(self, topic: str, partition: int) -> PartitionOffsets | None:
+        """The partition's tracker if it is assigned (commit callbacks may come late)."""
+        return self._parts.get((topic, partition))
+
+    def to_commit(self, unconfirmed: bool = False) -> list[tuple[str, int, int]]:
+        """(topic, partition, offset) whose committable offset moved since the last commit;
+        with `unconfirmed`, since the last one the broker confirmed (revoke and shutdown:
+        an asynchronous commit still under way may yet fail)."""
         out = []
         for part in self._parts.values():
             offset = part.committable()
-            if offset is not None and offset != part.committed:
+            last = part.confirmed if unconfirmed else part.committed
+            if offset is not None and offset != last:
                 out.append((part.topic, part.partition, offset))
         return out
 
     def mark_committed(self, topic: str, partition: int, offset: int) -> None:
+        """`offset` was handed to a commit (called right after `to_commit`)."""
         part = self._parts.get((topic, partition))
         if part is not None and (part.committed is None or offset > part.committed):
-            part.committed = offset
+            part.handed(offset)
+
+    def confirm(self, topic: str, partition: int, offset: int) -> None:
+        part = self._parts.get((topic, partition))
+        if part is not None:
+            part.confirm(offset)
 
     def exposure(self) -> int:
         return sum(p.exposure() for p in self._parts.values())

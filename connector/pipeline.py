@@ -489,36 +489,40 @@ class Pipeline:
         self._m.paused_partitions.set(len(self._source.paused))
 
     def _commit(self, asynchronous: bool, only: Partitions | None = None) -> bool:
-        """Commit moved offsets; False when a synchronous commit failed."""
-        offsets = self._tracker.to_commit()
+        """Commit moved offsets; False when a synchronous commit was not confirmed for
+        every partition. Synchronous commits (revoke, shutdown) also repeat offsets whose
+        asynchronous commit is unconfirmed: it may still fail after the revoke."""
+        offsets = self._tracker.to_commit(unconfirmed=not asynchronous)
         if only is not None:
             wanted = set(only)
             offsets = [o for o in offsets if (o[0], o[1]) in wanted]
         if not offsets:
             return True
-        ok = self._source.commit(offsets, asynchronous)
-        if asynchronous or ok:
-            for t, p, o in offsets:
-                self._tracker.mark_committed(t, p, o)
-        if not asynchronous:
-            self._m.commits.labels("ok" if ok else "failed").inc()
-            if ok:
-                for t, p, o in offsets:
-                    self._m.committed_offset.labels(t, str(p)).set(o)
+        confirmed = self._source.commit(offsets, asynchronous)
+        for t, p, o in offsets:
+            self._tracker.mark_committed(t, p, o)
+        if asynchronous:
+            return True
+        for t, p, o in offsets:
+            if (t, p) in confirmed:
+                self._tracker.confirm(t, p, o)
+                self._m.committed_offset.labels(t, str(p)).set(o)
+        ok = len(confirmed) == len(offsets)
+        self._m.commits.labels("ok" if ok else "failed").inc()
         return ok
 
     def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        self._m.commits.labels("failed" if err is not None else "ok").inc()
         if err is not None:
-            self._m.commits.labels("failed").inc()
             log.warning("asynchronous commit failed", extra={"error": str(err)})
-            for tp in parts:  # try again at the next interval
-                part = self._tracker.get(tp.topic, tp.partition)
-                part.committed = None
-            return
-        self._m.commits.labels("ok").inc()
         for tp in parts:
-            if tp.error is None and tp.offset >= 0:
-                self._m.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
+            part = self._tracker.find(tp.topic, tp.partition)
+            if err is None and tp.error is None and tp.offset >= 0:
+                if part is not None:
+                    part.confirm(tp.offset)
+                    self._m.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
+            elif part is not None:
+                part.committed = None  # try again at the next commit
 
     # --- rebalance ------------------------------------------------------------------------
 
@@ -540,19 +544,28 @@ class Pipeline:
                     lambda: all(w.outstanding() == 0 for w in wanted),
                     self._s.shutdown.drain_seconds,
                 )
-            if not self._commit(asynchronous=False, only=parts):
-                # the next owner re-reads from the old commit: accepted events come again
-                exposed = sum(w.exposure() for w in wanted)
-                self._m.possible_duplicates.inc(exposed)
-                log.warning("commit on revoke failed: the next owner may re-send events",
-                            extra={"events": exposed,
-                                   "partitions": [f"{t}[{p}]" for t, p in parts]})
+            self._commit(asynchronous=False, only=parts)
+        left = [w for w in (self._tracker.find(t, p) for t, p in parts) if w is not None]
+        unconfirmed = sum(w.unconfirmed() for w in left)
+        undone = sum(w.undone() for w in left)
+        spans = [w.span() for w in left]
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)
             for gauge in (self._m.consumer_lag, self._m.committed_offset):
                 with contextlib.suppress(KeyError):  # never set for this partition
                     gauge.remove(topic, str(partition))
         dropped = self._window.discard(lambda ev: bool(ev.ticket.revoked))
+        # Zero after a drained revoke whose commit landed. Otherwise the next owner
+        # re-sends what was accepted since the last confirmed commit, and requests still
+        # under way (undone, not in the window) may be accepted after we let go.
+        possible = unconfirmed + max(0, undone - dropped)
+        if possible:
+            self._m.possible_duplicates.inc(possible)
+            log.warning(
+                "partitions left before what was sent was committed: "
+                "the next owner may send these events again",
+                extra={"events": possible, "lost": lost, "offsets": spans},
+            )
         log.info(
             "partitions revoked",
             extra={
@@ -638,7 +651,8 @@ class Pipeline:
         self._client.close()
         log.info(
             "connector stopped",
-            extra={"events_accepted": self._accepted_events, "drained": drained},
+            extra={"events_accepted": self._accepted_events, "drained": drained,
+                   "possible_duplicates": int(self._m.possible_duplicates_total())},
         )
 
     # --- librdkafka callbacks ---------------------------------------------------------------

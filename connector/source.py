@@ -140,20 +140,24 @@ class Source:
         self.paused.clear()
         return len(todo)
 
-    def commit(self, offsets: list[tuple[str, int, int]], asynchronous: bool) -> bool:
-        """Commit next-offsets-to-read; False when a synchronous commit failed."""
+    def commit(
+        self, offsets: list[tuple[str, int, int]], asynchronous: bool
+    ) -> set[tuple[str, int]]:
+        """Commit next-offsets-to-read. Synchronously: the (topic, partition)s the broker
+        confirmed (empty when the commit failed). Asynchronously: empty; the answer comes
+        through the consumer's `on_commit` callback."""
         if not offsets:
-            return True
+            return set()
         tps = [TopicPartition(t, p, o) for t, p, o in offsets]
         try:
             if asynchronous:
                 self.consumer.commit(offsets=tps, asynchronous=True)
-            else:
-                self.consumer.commit(offsets=tps, asynchronous=False)
+                return set()
+            answer = self.consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
             log.warning("commit failed: %s", exc)
-            return False
-        return True
+            return set()
+        return {(tp.topic, tp.partition) for tp in answer or [] if tp.error is None}
 
     def total_partitions(self, timeout: float = 5.0) -> int:
         """Partitions of every subscribed topic (the denominator of the quota share)."""

@@ -23,7 +23,7 @@ class Metrics:
     """Every metric the connector exports, registered on `registry`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+        r = self.registry = registry
         self.records_consumed = Counter(
             P + "records_consumed", "Records read from Kafka.", ["topic"], registry=r
         )
@@ -66,7 +66,8 @@ class Metrics:
         )
         self.possible_duplicates = Counter(
             P + "possible_duplicates",
-            "Events re-sent after an answer was lost once they may have been accepted.",
+            "Events that may reach Gameball twice: re-sent after an answer was lost, or"
+            " accepted but not committed when their partition was revoked or lost.",
             registry=r,
         )
         self.inflight = Gauge(P + "inflight_requests", "Requests under way.", registry=r)
@@ -120,6 +121,10 @@ class Metrics:
             P + "build_info", "Constant 1, labelled with the version.", ["version"], registry=r
         )
         self.build_info.labels(__version__).set(1)
+
+    def possible_duplicates_total(self) -> float:
+        """For the pipeline's closing log line."""
+        return self.registry.get_sample_value(P + "possible_duplicates_total") or 0.0
 
 
 class Health:

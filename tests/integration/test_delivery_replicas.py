@@ -3,8 +3,8 @@
 Each replica takes the share of the account's rate limit that its partitions give it
 (owned / total), recomputed on every rebalance. The sandbox enforces the account's
 limit (20 requests/s, 400 per 30 s); the replicas' requests together must fit both
-windows, no request may meet a 429, and nothing may be missing (or, with
-cooperative-sticky assignment, sent twice).
+windows, no request may meet a 429, nothing may be missing, and nothing may be sent
+twice without being counted as a possible duplicate.
 """
 
 from __future__ import annotations
@@ -93,12 +93,16 @@ def test_replicas_share_the_account_limit_through_rebalances(
     got = Counter(meta["order_id"] for item in items for meta in item["events"].values())
     assert set(got) == {r["id"] for r in records}, "events missing"
     duplicates = sum(n - 1 for n in got.values())
-    if strategy == "cooperative-sticky":
-        # Revoked partitions are drained and committed before the new owner reads them.
-        assert duplicates == 0, "events sent twice across rebalances"
-    # With eager assignment tansu answers the revoke's commit with ILLEGAL_GENERATION
-    # (Kafka accepts commits while a group prepares to rebalance), so the new owner
-    # re-reads what was accepted since the last commit: at least once, not exactly once.
+    # Duplicates are allowed (at least once: tansu answers commits made during a rebalance
+    # with ILLEGAL_GENERATION, eager ones always, cooperative ones sometimes), silent ones
+    # are not: every event sent twice must have been counted and logged with its offsets.
+    stopped = [e for p in procs for e in p.logs() if e.get("msg") == "connector stopped"]
+    assert len(stopped) == len(procs)
+    possible = sum(int(e["possible_duplicates"]) for e in stopped)
+    warned = [e for p in procs for e in p.logs()
+              if e.get("msg", "").startswith("partitions left before")]
+    assert duplicates <= possible, (duplicates, possible, warned)
+    assert possible == sum(int(e["events"]) for e in warned)
 
     # Every replica saw the rebalances and took its share of the quota each time.
     shares = [[e["share"] for e in p.logs() if e.get("msg") == "rate limit share"] for p in procs]
@@ -111,7 +115,7 @@ def test_replicas_share_the_account_limit_through_rebalances(
     per_second, per_30 = max_in_window(times, 1.0), max_in_window(times, 30.0)
     span = max(times) - min(times)
     print(f"replicas ({strategy}): {len(sends)} requests in {span:.1f}s, max {per_second}/1s, "
-          f"{per_30}/30s, 429s={len(limited)}, duplicates={duplicates}")
+          f"{per_30}/30s, 429s={len(limited)}, duplicates={duplicates}/{possible} counted")
     assert not limited
     assert per_second <= PER_SECOND and per_30 <= PER_30_SECONDS
     if strategy == "cooperative-sticky":

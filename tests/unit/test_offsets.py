@@ -65,8 +65,43 @@ def test_to_commit_reports_only_moved_partitions() -> None:
     assert tracker.to_commit() == [("t", 1, 1)]
 
 
+def test_revoke_repeats_a_commit_the_broker_has_not_confirmed() -> None:
+    """An asynchronous commit still under way at revoke may fail after it (tansu answers
+    ILLEGAL_GENERATION during rebalances): the revoke's commit must not skip it."""
+    tracker = OffsetTracker()
+    part = tracker.get("t", 0)
+    part.read(0, 2)
+    part.ack(0)
+    part.ack(0)
+    for t, p, o in tracker.to_commit():  # asynchronous: handed, not confirmed
+        tracker.mark_committed(t, p, o)
+    assert tracker.to_commit() == []
+    assert tracker.to_commit(unconfirmed=True) == [("t", 0, 1)]
+    assert part.unconfirmed() == 2  # both events come again if no commit lands
+    assert part.span() == "t[0]@?-1"
+    tracker.confirm("t", 0, 1)
+    assert tracker.to_commit(unconfirmed=True) == []
+    assert part.unconfirmed() == 0
+
+
+def test_unconfirmed_counts_events_since_the_confirmed_offset() -> None:
+    part = PartitionOffsets("t", 0)
+    for offset in range(4):
+        part.read(offset, 1)
+    part.ack(0)
+    part.ack(1)
+    assert part.committable() == 2
+    part.handed(2)
+    part.ack(3)  # done, but 2 is not: exposure
+    part.confirm(2)
+    assert part.unconfirmed() == 1
+    part.ack(2)
+    assert part.unconfirmed() == 2
+    assert part.span() == "t[0]@2-4"
+
+
 class TrackerMachine(RuleBasedStateMachine):
-    """Poll with gaps, ack in any order, revoke and re-assign."""
+    """Poll with gaps, ack in any order, commit and confirm, revoke and re-assign."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +112,8 @@ class TrackerMachine(RuleBasedStateMachine):
         self.acked: dict[int, int] = {}  # offset -> events done (model)
         self.read_any = False
         self.last = -1
+        self.handed: list[int] = []
+        self.confirmed: int | None = None
 
     @rule(gap=st.integers(0, 3), events=st.integers(0, 3))
     def poll(self, gap: int, events: int) -> None:
@@ -98,6 +135,21 @@ class TrackerMachine(RuleBasedStateMachine):
             del self.unacked[offset]
 
     @rule()
+    def commit(self) -> None:
+        for t, p, o in self.tracker.to_commit():
+            self.tracker.mark_committed(t, p, o)
+            self.handed.append(o)
+
+    @precondition(lambda self: bool(self.handed))
+    @rule(data=st.data())
+    def confirm(self, data: st.DataObject) -> None:
+        """The broker confirms one handed commit (answers may come late or out of order)."""
+        offset = data.draw(st.sampled_from(self.handed))
+        self.tracker.confirm("t", 0, offset)
+        if self.confirmed is None or offset > self.confirmed:
+            self.confirmed = offset
+
+    @rule()
     def revoke_and_reassign(self) -> None:
         committable = self.part.committable()
         self.tracker.revoke("t", 0)
@@ -108,6 +160,8 @@ class TrackerMachine(RuleBasedStateMachine):
         self.acked = {}
         self.read_any = False
         self.last = -1
+        self.handed = []
+        self.confirmed = None
 
     @invariant()
     def never_passes_an_unacked_record_nor_moves_back(self) -> None:
@@ -122,6 +176,10 @@ class TrackerMachine(RuleBasedStateMachine):
         self.last = got
         # what a crash now would re-send: done events of records not yet committable
         assert self.part.exposure() == sum(n for o, n in self.acked.items() if o >= got)
+        # what a new owner re-sends if no further commit lands: done events from the
+        # confirmed offset on
+        start = -1 if self.confirmed is None else self.confirmed
+        assert self.part.unconfirmed() == sum(n for o, n in self.acked.items() if o >= start)
 
 
 TrackerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)

@@ -145,6 +145,7 @@ class LoggingSettings(_Model):
 
 class ShutdownSettings(_Model):
     drain_seconds: float = Field(default=20.0, ge=0)
+    close_seconds: float = Field(default=10.0, gt=0)
 
 
 class Settings(_Model):

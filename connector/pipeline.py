@@ -147,6 +147,7 @@ class Pipeline:
         self._dlq = dead_letters
         self._jobs = jobs
         self._clock = clock
+        self.closed = True  # False when the consumer's close ran out of time (cli exits hard)
         self._endpoint = settings.gameball.endpoint
         max_items = settings.batch.max_items if self._endpoint == "batch" else 1
         self._window = Windower(max_items, settings.batch.linger_ms / 1000)
@@ -564,7 +565,8 @@ class Pipeline:
             log.warning(
                 "partitions left before what was sent was committed: "
                 "the next owner may send these events again",
-                extra={"events": possible, "lost": lost, "offsets": spans},
+                extra={"events": possible, "lost": lost, "offsets": spans,
+                       "accepted_uncommitted": unconfirmed, "in_flight": possible - unconfirmed},
             )
         log.info(
             "partitions revoked",
@@ -647,7 +649,13 @@ class Pipeline:
         if self._jobs is not None:
             self._jobs.close(2.0)
         self._commit(asynchronous=False)
-        self._source.close()
+        self.closed = self._source.close(self._s.shutdown.close_seconds)
+        if not self.closed:
+            log.warning(
+                "the consumer did not close in time: leaving without it; the group "
+                "reassigns this replica's partitions after session.timeout.ms",
+                extra={"close_seconds": self._s.shutdown.close_seconds},
+            )
         self._client.close()
         log.info(
             "connector stopped",

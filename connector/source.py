@@ -9,6 +9,7 @@ commit protocol depends on. No network before `open()`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +174,15 @@ class Source:
                     break
         return total
 
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+    def close(self, timeout: float) -> bool:
+        """Close the consumer (the final revoke callback runs in here, then the group
+        leave); False when that took longer than `timeout`. A close can hang on a group
+        coordinator stuck in a rebalance (seen with tansu): the caller has committed
+        already and exits anyway; the group reassigns after the session timeout."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return True
+        closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        return not closer.is_alive()

@@ -156,15 +156,18 @@ def test_security_defaults_run_as_the_image_user_with_read_only_root() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
 
 
-def test_grace_period_must_exceed_the_drain_time() -> None:
+def test_grace_period_must_exceed_the_drain_and_close_time() -> None:
     release = render({})
-    drain = yaml.safe_load(release.config_text)["shutdown"]["drain_seconds"]
-    assert release.pod_spec["terminationGracePeriodSeconds"] > drain
-    too_short = re.escape("must exceed config.shutdown.drain_seconds")
+    shutdown = yaml.safe_load(release.config_text)["shutdown"]
+    bound = shutdown["drain_seconds"] + shutdown["close_seconds"]
+    assert release.pod_spec["terminationGracePeriodSeconds"] > bound
+    too_short = re.escape("must exceed config.shutdown.drain_seconds + close_seconds")
     with pytest.raises(helm_python.HelmRenderError, match=too_short):
-        render(dotted(**{"terminationGracePeriodSeconds": 20}))
+        render(dotted(**{"terminationGracePeriodSeconds": 30}))  # > drain, not drain + close
     with pytest.raises(helm_python.HelmRenderError, match=too_short):
         render(dotted(**{"config.shutdown.drain_seconds": 60}))
+    with pytest.raises(helm_python.HelmRenderError, match=too_short):
+        render(dotted(**{"config.shutdown.close_seconds": 40}))
 
 
 def test_container_runs_the_image_command_with_the_mounted_config() -> None:

@@ -169,7 +169,8 @@ Checks that fail the render with a message saying what to change.
 {{- end }}
 {{- $shutdown := .Values.config.shutdown | default dict }}
 {{- $drain := $shutdown.drain_seconds | default 20 }}
-{{- if and (not (kindIs "string" $drain)) (le (int .Values.terminationGracePeriodSeconds) (int (ceil $drain))) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown.drain_seconds (%v): Kubernetes would kill the connector while it drains" .Values.terminationGracePeriodSeconds $drain) }}
+{{- $close := $shutdown.close_seconds | default 10 }}
+{{- if and (not (kindIs "string" $drain)) (not (kindIs "string" $close)) (le (int .Values.terminationGracePeriodSeconds) (int (ceil (addf $drain $close)))) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown.drain_seconds + close_seconds (%v + %v): Kubernetes would kill the connector while it drains" .Values.terminationGracePeriodSeconds $drain $close) }}
 {{- end }}
 {{- end }}

@@ -45,9 +45,9 @@ from bench.services import (
     log_time,
 )
 from connector.localbroker import LocalBroker
+from connector.sandbox.server import BATCH_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
-BATCH_PATH = "/api/v4.0/integrations/batch/events"
 WARM_UP_S = 30.0  # the quota run counts 429s and the sustained rate after this
 QUOTA = {"per_second": 100, "per_30_seconds": 1200, "latency_ms": 80}
 

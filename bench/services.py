@@ -19,10 +19,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.mapping_bench import BENCH_ROUTE
 from connector.localbroker import free_port
-
-API_KEY = "sandbox-api-key"
-SECRET_KEY = "sandbox-secret-key"
 
 
 class Sandbox:
@@ -114,15 +112,7 @@ def connector_config(
             "rate_limit": rate_limit,
         },
         "batch": {"max_items": 1000},
-        "mappings": [
-            {
-                "topic": topic,
-                "when": "type == 'order_placed'",
-                "customer_id": "customer.id",
-                "event": "place_order",
-                "metadata": {"order_id": "id", "amount": "total.amount"},
-            }
-        ],
+        "mappings": [{**BENCH_ROUTE, "topic": topic}],
         "metrics": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "INFO", "format": "json"},
     }

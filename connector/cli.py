@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -26,29 +26,24 @@ from connector.records import ConfigError
 from connector.sandbox import command
 
 if TYPE_CHECKING:
-    from connector.deadletter import DeadLetters
-    from connector.gameball import GameballClient
-    from connector.jobs import JobTracker
-    from connector.records import Event
-    from connector.telemetry import Metrics
+    from connector.mapping import Mapper
 
 log = logging.getLogger("connector")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def _load_checked(path: str) -> Settings:
+def _load_checked(path: str) -> tuple[Settings, Mapper]:
     """Load the config and compile the mapping: every start-up problem, before connecting."""
     from connector.mapping import Mapper
 
     settings = load(path)
-    Mapper(settings.mappings, settings.topic_settings)
-    return settings
+    return settings, Mapper(settings.mappings, settings.topic_settings)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        settings = _load_checked(args.config)
+        settings, _mapper = _load_checked(args.config)
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for line in exc.problems:
@@ -78,13 +73,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from connector.gameball import GameballClient
     from connector.logs import setup_logging
-    from connector.mapping import Mapper
     from connector.pipeline import Pipeline
     from connector.telemetry import Health, Metrics, TelemetryServer
 
     try:
-        settings = load(args.config)
-        mapper = Mapper(settings.mappings, settings.topic_settings)
+        settings, mapper = _load_checked(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -109,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics.enabled:
         port = args.metrics_port if args.metrics_port is not None else settings.metrics.port
-        server = TelemetryServer(settings.metrics.host, port, registry, health, metrics).start()
+        server = TelemetryServer(settings.metrics.host, port, health, metrics).start()
         log.info(
             "metrics and health served",
             extra={"address": f"http://{settings.metrics.host}:{server.port}/metrics"},
@@ -121,8 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from connector.deadletter import DeadLetters
 
         dead_letters = DeadLetters(settings)
-    jobs = _job_tracker(settings, client, metrics, dead_letters)
-    pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters, jobs)
+    pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters)
     # The hot path makes many short-lived objects and almost no cycles; automatic
     # collections would rescan every event held in windows and tracked jobs. The loop
     # collects on a timer instead (Pipeline.GC_INTERVAL_S; docs/benchmarks.md).
@@ -145,53 +137,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(EXIT_OK)
     return EXIT_OK
-
-
-def _job_tracker(
-    settings: Settings, client: GameballClient, metrics: Metrics, dead_letters: DeadLetters | None
-) -> JobTracker | None:
-    """Batch-job tracking: job outcomes to metrics, failed items to the dead letters."""
-    if settings.gameball.endpoint != "batch" or not settings.gameball.job_tracking.enabled:
-        return None
-    from connector.deadletter import error_headers
-    from connector.jobs import JobTracker
-
-    def on_done(status: str, failed: int) -> None:
-        metrics.jobs.labels(status).inc()
-        if failed:
-            metrics.job_items_failed.inc(failed)
-
-    def on_failed_item(event: Event, job_id: int, error: dict[str, Any]) -> None:
-        if dead_letters is None:
-            return  # the tracker has logged it with the Gameball error
-        record = event.record
-        topic = str(record.topic())
-        headers = error_headers(
-            record,
-            "job",
-            "job_failed",
-            str(error.get("message") or error),
-            extra={
-                "jobId": job_id,
-                "code": error.get("code"),
-                "type": error.get("type"),
-                "customerId": event.customer_id,
-                "event": event.name,
-            },
-        )
-
-        def written(err: object) -> None:
-            if err is None:
-                metrics.dead_letters.labels(topic, "job_failed").inc()
-                return
-            # the record's offset is committed already: this copy is all that is left
-            log.error("dead-letter write for a failed job item failed, trying again",
-                      extra={"jobId": job_id, "error": str(err)})
-            dead_letters.send(record, headers, written)
-
-        dead_letters.send(record, headers, written)
-
-    return JobTracker(settings.gameball.job_tracking, client.job_status, on_done, on_failed_item)
 
 
 def cmd_map(args: argparse.Namespace) -> int:

@@ -34,7 +34,9 @@ from connector.records import ConfigError
 MAX_BATCH_ITEMS = 1000  # Gameball: "Each batch request supports up to 1,000 objects"
 
 # librdkafka properties whose values are secrets (masked wherever settings are shown)
-_SECRET_PROPERTY = re.compile(r"(password|secret|\.pem$|\.key$|token)", re.IGNORECASE)
+_SECRET_PROPERTY = re.compile(
+    r"(password|secret|\.pem$|\.key$|token|oauthbearer\.config)", re.IGNORECASE
+)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -247,7 +249,12 @@ def parse(text: str, env: dict[str, str] | None = None, source: str = "config") 
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        # Position and problem only: PyYAML's own text quotes the line, which may be a
+        # password.
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError([f"{source}: not valid YAML{at}: {problem}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     problems: list[str] = []

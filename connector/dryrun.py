@@ -18,11 +18,10 @@ import orjson
 
 from connector.config import Settings, load
 from connector.mapping import Mapper
+from connector.mapping_schema import ENVELOPE_FIELDS
 from connector.records import ConfigError, Event, RecordError, Skip, SourceRecord
 
-ENVELOPE_KEYS = frozenset(
-    {"@value", "@key", "@headers", "@topic", "@partition", "@offset", "@timestamp"}
-)
+ENVELOPE_KEYS = frozenset({"@value", *("@" + f for f in ENVELOPE_FIELDS)})
 
 EXIT_OK, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2
 
@@ -142,7 +141,6 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sy
     """Called by the CLI: map every stdin line, print results; 2 on a bad config."""
     try:
         settings = load(args.config)
-        # topic_settings joins Settings with issue 3; older configs have none.
         mapper = Mapper(settings.mappings, settings.topic_settings)
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)

@@ -221,7 +221,6 @@ OnFailedItem = Callable[[Event, int, "dict[str, Any]"], None]
 class _Job:
     job_id: int
     items: list[Item]
-    submitted: float
     polls: int = 0
     busy: bool = False  # a worker is polling it right now
     done: bool = False
@@ -230,7 +229,7 @@ class _Job:
 class JobTracker:
     """Polls submitted batch jobs in background threads until they finish.
 
-    Built by the CLI/pipeline with the settings, the client's `job_status` as `fetch`,
+    Built by the pipeline with the settings, the client's `job_status` as `fetch`,
     and the two outcome hooks (called from worker threads: they must be thread-safe).
     Never blocks `submit`; beyond `max_tracked` jobs the oldest waiting one is dropped
     (reported as "dropped"). `clock` is injectable so tests can drive `poll_due()`
@@ -261,10 +260,6 @@ class JobTracker:
         self._closed = False
         self.dropped = 0
 
-    @property
-    def enabled(self) -> bool:
-        return self._settings.enabled
-
     def tracked(self) -> int:
         """Jobs submitted and not finished yet (waiting or being polled)."""
         with self._cond:
@@ -272,15 +267,13 @@ class JobTracker:
 
     def submit(self, job_id: int, items: list[Item]) -> None:
         """Start tracking an accepted batch (called by the pipeline); never blocks on I/O."""
-        if not self._settings.enabled:
-            return
         dropped: list[_Job] = []
         with self._cond:
             if self._closed:
                 log.warning("job tracker closed: job not tracked", extra={"job_id": job_id})
                 return
             now = self._clock()
-            job = _Job(job_id, list(items), now)
+            job = _Job(job_id, list(items))
             self._jobs[job_id] = job
             while len(self._jobs) > self._settings.max_tracked:
                 oldest = next((j for j in self._jobs.values() if not j.busy), None)
@@ -309,8 +302,9 @@ class JobTracker:
         """
         polled = 0
         while True:
-            job = self._take_due(self._clock())
-            if job is None:
+            with self._cond:
+                job = self._take_due(self._clock())
+            if not isinstance(job, _Job):
                 return polled
             self._poll(job)
             polled += 1
@@ -346,25 +340,22 @@ class JobTracker:
     def _schedule(self, job: _Job, when: float) -> None:
         heapq.heappush(self._due, (when, next(self._seq), job))
 
-    def _take_due(self, now: float) -> _Job | None:
-        with self._cond:
-            while self._due:
-                when, _, job = self._due[0]
-                if job.done or job.busy:
-                    heapq.heappop(self._due)  # stale entry
-                    continue
-                if when > now:
-                    return None
-                heapq.heappop(self._due)
-                job.busy = True
-                return job
-            return None
+    def _take_due(self, now: float) -> _Job | float | None:
+        """The job due at `now` (marked busy), else seconds until the next one, else None.
 
-    def _next_due(self) -> float | None:
-        # Caller holds the lock.
-        while self._due and (self._due[0][2].done or self._due[0][2].busy):
+        Caller holds the lock. Entries of finished or busy jobs are stale: dropped here.
+        """
+        while self._due:
+            when, _, job = self._due[0]
+            if job.done or job.busy:
+                heapq.heappop(self._due)  # stale entry
+                continue
+            if when > now:
+                return when - now
             heapq.heappop(self._due)
-        return self._due[0][0] if self._due else None
+            job.busy = True
+            return job
+        return None
 
     def _start_workers(self) -> None:
         for n in range(self._settings.max_concurrent):
@@ -379,18 +370,15 @@ class JobTracker:
             with self._cond:
                 if self._closed:
                     return
-                nxt = self._next_due()
-                now = self._clock()
-                if nxt is None or nxt > now:
-                    self._cond.wait(None if nxt is None else nxt - now)
+                job = self._take_due(self._clock())
+                if not isinstance(job, _Job):
+                    self._cond.wait(job)  # None: until a submit or close wakes it
                     continue
-            job = self._take_due(self._clock())
-            if job is not None:
-                try:
-                    self._poll(job)
-                except Exception:  # a bug here must not kill the worker silently
-                    log.exception("job tracking failed", extra={"job_id": job.job_id})
-                    self._finish(job)
+            try:
+                self._poll(job)
+            except Exception:  # a bug here must not kill the worker silently
+                log.exception("job tracking failed", extra={"job_id": job.job_id})
+                self._finish(job)
 
     def _poll(self, job: _Job) -> None:
         job.polls += 1

@@ -205,10 +205,6 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, key: str, msg: str, **fields: Any) -> bool:
-        """Log `msg` under `key` unless one was logged within the interval; True if logged."""
-        return self._log(level, key, msg, fields)
-
     def warn(self, key: str, msg: str, **fields: Any) -> bool:
         return self._log(logging.WARNING, key, msg, fields)
 
@@ -224,7 +220,7 @@ class RateLimitedLog:
                 return False
             self._last[key] = now
             repeated = self._suppressed.pop(key, 0)
-        # stacklevel 3: the record names the caller of log()/warn(), not this module.
+        # stacklevel 3: the record names the caller of warn()/error(), not this module.
         self._logger.log(level, msg, extra={**fields, "repeated": repeated}, stacklevel=3)
         return True
 

@@ -27,6 +27,7 @@ from connector.mapping_schema import (
     MetadataField,
     RouteSettings,
     TopicSettings,
+    _function_names,
     parse_expression,
 )
 from connector.records import (
@@ -102,7 +103,9 @@ def envelope_value(record: RecordLike, name: str, key_decoder: Decoder) -> Any:
         return record.topic()
     if name == "partition":
         return record.partition()
-    return record.offset()
+    if name == "offset":
+        return record.offset()
+    raise ValueError(f"unknown envelope field {name!r}")  # parse_expression rules it out
 
 
 class _EnvelopeFunctions(Functions):
@@ -529,6 +532,26 @@ def compile_getter(expr: Expression, key_decoder: Decoder, fast: bool = True) ->
     return with_envelope
 
 
+def _may_leave_json(parsed: Any) -> bool:
+    """Whether an expression can give a value orjson cannot encode (an integer beyond
+    64 bits): a function's result, or such a literal. Reads of the record cannot."""
+    if _function_names(parsed) - {ENVELOPE_FUNCTION}:
+        return True
+
+    def bad_literal(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        if node.get("type") == "literal":
+            try:
+                orjson.dumps(node["value"])
+            except TypeError:
+                return True
+            return False
+        return any(bad_literal(child) for child in node.get("children", ()))
+
+    return bad_literal(parsed)
+
+
 # --- value rules -----------------------------------------------------------------------
 
 
@@ -714,16 +737,15 @@ class _Route:
         self.name = name
         self.settings = settings
 
-        # Interpreted JMESPath can make values JSON cannot carry (to_number('1e99999')
-        # is fine, sum() of huge integers is not): such metadata is checked per event.
+        # Values read from the record are decoded JSON (or text), which JSON carries; a
+        # function (sum, floor, to_number of long digits) or a literal can make an integer
+        # beyond 64 bits. Metadata from such expressions is checked per event.
         self.check_json = False
 
-        def comp(text: str, key: str) -> Getter:
+        def comp(text: str, key: str, payload: bool = False) -> Getter:
             try:
                 expr = parse_expression(text)
-                if key.startswith(("metadata.", "include")) and (
-                    not fast or _plain(dict(expr.compiled.parsed)) is None
-                ):
+                if payload and _may_leave_json(expr.compiled.parsed):
                     self.check_json = True
                 return compile_getter(expr, key_decoder, fast)
             except ValueError as exc:
@@ -736,26 +758,29 @@ class _Route:
         self.event = s.event
         self.event_from = comp(s.event_from, "event_from") if s.event_from is not None else None
         self.event_map = s.event_map
-        self.event_default: Any = s.event_default or "dead_letter"
-        if isinstance(self.event_default, FixedEvent):
-            self.event_default = self.event_default.name
+        # `{name: X}` sends event X, even for X = "skip" or "dead_letter".
+        fixed = s.event_default
+        self.fixed_event = fixed.name if isinstance(fixed, FixedEvent) else None
+        self.event_default = fixed if isinstance(fixed, str) else "dead_letter"
 
         plain: list[tuple[str, Getter]] = []
         fields: list[_Field] = []
         for key, spec in s.metadata.items():
             if spec.path is not None and spec.is_plain():
-                getter = comp(spec.path, f"metadata.{key}")
+                getter = comp(spec.path, f"metadata.{key}", payload=True)
                 plain.append((key, getter))
                 fields.append(_Field(key, getter, None, None, None, False, spec.path))
             elif spec.path is None:
                 fields.append(_Field(key, None, spec.value, None, None, False, ""))
             else:
-                getter = comp(spec.path, f"metadata.{key}.path")
+                getter = comp(spec.path, f"metadata.{key}.path", payload=True)
                 coerce = _coercer(spec)
                 fields.append(
                     _Field(key, getter, None, spec.default, coerce, spec.required, spec.path)
                 )
-        self.include = [comp(text, f"include[{i}]") for i, text in enumerate(s.include)]
+        self.include = [
+            comp(text, f"include[{i}]", payload=True) for i, text in enumerate(s.include)
+        ]
         self.include_text = list(s.include)
         self.exclude = [tuple(path.split(".")) for path in s.exclude]
         self.drop_nulls = s.drop_nulls
@@ -909,7 +934,7 @@ class _Route:
 
     def _bad_customer_id(self, raw: Any) -> MappingError:
         expr = self.settings.customer_id
-        if raw is None or raw == "" or (isinstance(raw, str) and not raw.strip()):
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
             return MappingError(
                 "missing_customer_id", f"customer_id {expr!r} is missing, null or empty", self.name
             )
@@ -922,34 +947,38 @@ class _Route:
     def _event_name(self, value: Any, record: RecordLike) -> Any:
         assert self.event_from is not None
         raw = self.event_from(value, record)
-        text = None if raw is None or raw == "" else _scalar_text(raw)
-        if isinstance(raw, bool):
+        text: str | None
+        if raw is None or raw == "":
+            text = None
+        elif isinstance(raw, bool):
             text = "true" if raw else "false"
-        if text is None and raw is not None and raw != "":
-            return MappingError(
-                "invalid_event_name",
-                f"event_from {self.settings.event_from!r} is {_kind(raw)}, not a name",
-                self.name,
-            )
-        if self.event_map is not None and text is not None and text in self.event_map:
-            mapped = self.event_map[text]
-            return _FILTERED if mapped is None else mapped
-        if self.event_map is None and text is not None:
-            return text
-        default = self.event_default
-        if default == "skip":
-            return _FILTERED
-        if default == "dead_letter":
+        else:
+            text = _scalar_text(raw)
             if text is None:
                 return MappingError(
-                    "missing_event_name",
-                    f"event_from {self.settings.event_from!r} is missing, null or empty",
+                    "invalid_event_name",
+                    f"event_from {self.settings.event_from!r} is {_kind(raw)}, not a name",
                     self.name,
                 )
+        if text is not None:
+            if self.event_map is None:
+                return text
+            if text in self.event_map:
+                mapped = self.event_map[text]
+                return _FILTERED if mapped is None else mapped
+        if self.fixed_event is not None:
+            return self.fixed_event
+        if self.event_default == "skip":
+            return _FILTERED
+        if text is None:
             return MappingError(
-                "unmapped_event", f"event_from value {_short(text)} is not in event_map", self.name
+                "missing_event_name",
+                f"event_from {self.settings.event_from!r} is missing, null or empty",
+                self.name,
             )
-        return default
+        return MappingError(
+            "unmapped_event", f"event_from value {_short(text)} is not in event_map", self.name
+        )
 
     def _metadata(self, value: Any, record: RecordLike) -> dict[str, Any]:
         metadata: dict[str, Any] = {}
@@ -1167,10 +1196,13 @@ class Mapper:
         routes = plan.routes
         try:
             value = decode(raw)
-        except Exception:  # orjson's own error on the hot path: let the decoder word it
-            err = _decode_error(plan.decoders[0], raw)
+        except DecodeError as err:  # the decoder's own error: already worded
             err.route = routes[0].name
             return err
+        except Exception:  # orjson's own error on the hot path: let the decoder word it
+            failed = _decode_error(plan.decoders[0], raw)
+            failed.route = routes[0].name
+            return failed
         events: list[Event] = []
         filtered = False
         for route in routes:

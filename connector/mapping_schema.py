@@ -46,14 +46,13 @@ class Expression:
     envelope: frozenset[str]  # envelope fields it reads ({"key", "headers"}, ...)
 
 
-def _rewrite_envelope(text: str) -> tuple[str, set[str]]:
+def _rewrite_envelope(text: str) -> str:
     """Replace `@name` (outside literals) with an envelope function call.
 
     `@` directly followed by a letter is not valid JMESPath, so the syntax cannot clash
     with a real expression; `@` alone and `@.x` keep their JMESPath meaning.
     """
     out: list[str] = []
-    used: set[str] = set()
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -72,13 +71,12 @@ def _rewrite_envelope(text: str) -> tuple[str, set[str]]:
             if name not in ENVELOPE_FIELDS:
                 known = ", ".join("@" + f for f in ENVELOPE_FIELDS)
                 raise ValueError(f"unknown envelope field @{name} (known: {known})")
-            used.add(name)
             out.append(f"{ENVELOPE_FUNCTION}('{name}')")
             i = j
             continue
         out.append(ch)
         i += 1
-    return "".join(out), used
+    return "".join(out)
 
 
 def _function_names(node: Any) -> set[str]:
@@ -91,21 +89,43 @@ def _function_names(node: Any) -> set[str]:
     return names
 
 
+def _envelope_fields(node: Any) -> set[str]:
+    """The fields the envelope calls of a parsed expression read.
+
+    A rewritten `@name` is always `_gb_envelope('name')`; a hand-written call must be
+    the same (one literal field name), else ValueError.
+    """
+    fields: set[str] = set()
+    if isinstance(node, dict):
+        children = node.get("children", ())
+        if node.get("type") == "function_expression" and node["value"] == ENVELOPE_FUNCTION:
+            arg = children[0] if len(children) == 1 else {}
+            if arg.get("type") != "literal" or arg["value"] not in ENVELOPE_FIELDS:
+                names = ", ".join(repr(f) for f in ENVELOPE_FIELDS)
+                raise ValueError(f"{ENVELOPE_FUNCTION}() takes one of {names} (write @name)")
+            fields.add(arg["value"])
+        for child in children:
+            fields |= _envelope_fields(child)
+    return fields
+
+
 def parse_expression(text: str) -> Expression:
     """Check and compile one expression; raise ValueError with a one-line reason."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("expression is empty")
-    rewritten, used = _rewrite_envelope(text)
+    rewritten = _rewrite_envelope(text)
     try:
         compiled = jmespath.compile(rewritten)
     except JMESPathError as exc:
         reason = str(exc).splitlines()[0].removesuffix(", for expression:").rstrip(":")
         reason = reason.removeprefix("Invalid jmespath expression: ")
         raise ValueError(f"invalid expression {text!r}: {reason}") from None
-    for fn in _function_names(compiled.parsed) - _BUILTIN_FUNCTIONS:
-        if fn == ENVELOPE_FUNCTION and used:
-            continue
+    for fn in _function_names(compiled.parsed) - _BUILTIN_FUNCTIONS - {ENVELOPE_FUNCTION}:
         raise ValueError(f"invalid expression {text!r}: unknown function {fn}()")
+    try:
+        used = _envelope_fields(compiled.parsed)
+    except ValueError as exc:
+        raise ValueError(f"invalid expression {text!r}: {exc}") from None
     return Expression(text, compiled, frozenset(used))
 
 

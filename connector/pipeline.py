@@ -33,10 +33,11 @@ from confluent_kafka import KafkaError, TopicPartition
 from connector.config import Settings
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
+from connector.jobs import JobTracker
 from connector.logs import RateLimitedLog
 from connector.offsets import OffsetTracker
 from connector.ratelimit import RateLimiter, Window
-from connector.records import Batch, Event, Item, RecordError, RecordLike, Skip
+from connector.records import Batch, Event, RecordError, RecordLike, Skip
 from connector.sender import Delivery, Sender
 from connector.source import Partitions, Source
 from connector.telemetry import Health, Metrics
@@ -53,11 +54,6 @@ BLOCKED_PAUSE_S = 1.0  # no batch sent for this long while one waits: pause the 
 
 class MapperLike(Protocol):
     def map(self, record: Any) -> list[Event] | Skip | RecordError: ...
-
-
-class JobTrackerLike(Protocol):
-    def submit(self, job_id: int, items: list[Item]) -> None: ...
-    def close(self, timeout: float) -> None: ...
 
 
 def _offset_ranges(events: list[Event]) -> str:
@@ -124,6 +120,11 @@ class _SenderHooks:
             log.info("Gameball accepts the credentials again")
         self._health.auth_failing = False
 
+    def flush(self) -> None:
+        """At shutdown: the repeat counts still held back."""
+        self._halt_log.flush()
+        self._retry_log.flush()
+
 
 class Pipeline:
     """Owns the loop thread's state. Built by the CLI, run once."""
@@ -136,7 +137,6 @@ class Pipeline:
         metrics: Metrics,
         health: Health,
         dead_letters: DeadLetters | None = None,
-        jobs: JobTrackerLike | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s = settings
@@ -145,7 +145,6 @@ class Pipeline:
         self._m = metrics
         self._health = health
         self._dlq = dead_letters
-        self._jobs = jobs
         self._clock = clock
         self.closed = True  # False when the consumer's close ran out of time (cli exits hard)
         self._endpoint = settings.gameball.endpoint
@@ -161,16 +160,28 @@ class Pipeline:
             else None
         )
         self._abandon = threading.Event()
+        self._hooks = _SenderHooks(metrics, health, self._endpoint)
         self._sender = Sender(
             client,
             self._limiter,
             settings.gameball.retry,
-            _SenderHooks(metrics, health, self._endpoint),
+            self._hooks,
             self._abandon,
             clock,
             settings.batch.max_bytes,
         )
         self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
+        # Batch-job outcomes: counted from the tracker's threads; failed items are handed
+        # to the loop, which owns the dead-letter producer and its pending count.
+        self._job_failures: queue.SimpleQueue[tuple[Event, int, dict[str, Any]]] = (
+            queue.SimpleQueue()
+        )
+        tracking = settings.gameball.job_tracking
+        self._jobs = (
+            JobTracker(tracking, client.job_status, self._job_done, self._job_item_failed)
+            if self._endpoint == "batch" and tracking.enabled
+            else None
+        )
         self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
         self._inflight = 0
         self._inflight_events = 0
@@ -241,6 +252,8 @@ class Pipeline:
                 self._backpressure(now)
                 if self._dlq is not None:
                     self._dlq.poll()
+                if not self._job_failures.empty():
+                    self._dead_letter_job_failures()
                 # Commit as soon as acceptance moved an offset; the timer covers
                 # skip-only progress.
                 if completed or now >= self._next_commit:
@@ -418,6 +431,40 @@ class Pipeline:
             ev.record, reason, headers, answer.describe(), done=lambda: ticket.ack(offset)
         )
 
+    def _job_done(self, status: str, failed: int) -> None:
+        """Job tracker threads: a tracked job ended."""
+        self._m.jobs.labels(status).inc()
+        if failed:
+            self._m.job_items_failed.inc(failed)
+
+    def _job_item_failed(self, ev: Event, job_id: int, error: dict[str, Any]) -> None:
+        """Job tracker threads: Gameball failed an item of an accepted job."""
+        if self._dlq is not None:  # else the tracker has logged it with the error
+            self._job_failures.put((ev, job_id, error))
+
+    def _dead_letter_job_failures(self) -> None:
+        """Loop thread: copy failed job items to the dead-letter topic. Their offsets are
+        committed already (the batch was accepted): the copy is all that is left."""
+        while True:
+            try:
+                ev, job_id, error = self._job_failures.get_nowait()
+            except queue.Empty:
+                return
+            headers = error_headers(
+                ev.record,
+                "job",
+                "job_failed",
+                str(error.get("message") or error),
+                extra={
+                    "jobId": job_id,
+                    "code": error.get("code"),
+                    "type": error.get("type"),
+                    "customerId": ev.customer_id,
+                    "event": ev.name,
+                },
+            )
+            self._dead_letter(ev.record, "job_failed", headers, str(error), done=lambda: None)
+
     def _dead_letter(
         self,
         record: RecordLike,
@@ -489,28 +536,27 @@ class Pipeline:
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
         self._m.paused_partitions.set(len(self._source.paused))
 
-    def _commit(self, asynchronous: bool, only: Partitions | None = None) -> bool:
-        """Commit moved offsets; False when a synchronous commit was not confirmed for
-        every partition. Synchronous commits (revoke, shutdown) also repeat offsets whose
-        asynchronous commit is unconfirmed: it may still fail after the revoke."""
+    def _commit(self, asynchronous: bool, only: Partitions | None = None) -> None:
+        """Commit moved offsets. Synchronous commits (revoke, shutdown) also repeat offsets
+        whose asynchronous commit is unconfirmed: it may still fail after the revoke. What
+        stays unconfirmed is counted when its partition leaves (`_on_revoke`)."""
         offsets = self._tracker.to_commit(unconfirmed=not asynchronous)
         if only is not None:
             wanted = set(only)
             offsets = [o for o in offsets if (o[0], o[1]) in wanted]
         if not offsets:
-            return True
-        confirmed = self._source.commit(offsets, asynchronous)
+            return
         for t, p, o in offsets:
             self._tracker.mark_committed(t, p, o)
         if asynchronous:
-            return True
+            self._source.commit_async(offsets)  # answered in _on_commit, on this thread
+            return
+        confirmed = self._source.commit_sync(offsets)
         for t, p, o in offsets:
             if (t, p) in confirmed:
                 self._tracker.confirm(t, p, o)
                 self._m.committed_offset.labels(t, str(p)).set(o)
-        ok = len(confirmed) == len(offsets)
-        self._m.commits.labels("ok" if ok else "failed").inc()
-        return ok
+        self._m.commits.labels("ok" if len(confirmed) == len(offsets) else "failed").inc()
 
     def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         self._m.commits.labels("failed" if err is not None else "ok").inc()
@@ -538,15 +584,14 @@ class Pipeline:
 
     def _on_revoke(self, parts: Partitions, lost: bool) -> None:
         self._m.rebalances.labels("lost" if lost else "revoke").inc()
+        left = [w for w in (self._tracker.find(t, p) for t, p in parts) if w is not None]
         if not lost:
-            wanted = [self._tracker.get(t, p) for t, p in parts]
             if not self._health.stopping:  # shutdown has drained already, bounded once
                 self._drain(
-                    lambda: all(w.outstanding() == 0 for w in wanted),
+                    lambda: all(w.outstanding() == 0 for w in left),
                     self._s.shutdown.drain_seconds,
                 )
             self._commit(asynchronous=False, only=parts)
-        left = [w for w in (self._tracker.find(t, p) for t, p in parts) if w is not None]
         unconfirmed = sum(w.unconfirmed() for w in left)
         undone = sum(w.undone() for w in left)
         spans = [w.span() for w in left]
@@ -641,13 +686,15 @@ class Pipeline:
             self._abandon.set()
             self._drain(lambda: self._inflight == 0, 5.0, send=False)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._jobs is not None:
+            self._jobs.close(2.0)
+            self._dead_letter_job_failures()  # found by the last polls: flushed below
         if self._dlq is not None:
             left = self._dlq.flush(5.0)
             if left:
                 log.error("dead-letter copies not acknowledged", extra={"records": left})
             self._collect()
-        if self._jobs is not None:
-            self._jobs.close(2.0)
+        # Before the close too: the close's own revoke commits again, but may never run.
         self._commit(asynchronous=False)
         self.closed = self._source.close(self._s.shutdown.close_seconds)
         if not self.closed:
@@ -657,6 +704,8 @@ class Pipeline:
                 extra={"close_seconds": self._s.shutdown.close_seconds},
             )
         self._client.close()
+        self._hooks.flush()
+        self._quiet_log.flush()
         log.info(
             "connector stopped",
             extra={"events_accepted": self._accepted_events, "drained": drained,

@@ -141,19 +141,18 @@ class Source:
         self.paused.clear()
         return len(todo)
 
-    def commit(
-        self, offsets: list[tuple[str, int, int]], asynchronous: bool
-    ) -> set[tuple[str, int]]:
-        """Commit next-offsets-to-read. Synchronously: the (topic, partition)s the broker
-        confirmed (empty when the commit failed). Asynchronously: empty; the answer comes
-        through the consumer's `on_commit` callback."""
-        if not offsets:
-            return set()
+    def commit_async(self, offsets: list[tuple[str, int, int]]) -> None:
+        """Commit next-offsets-to-read; the broker's answer comes to `on_commit`."""
         tps = [TopicPartition(t, p, o) for t, p, o in offsets]
         try:
-            if asynchronous:
-                self.consumer.commit(offsets=tps, asynchronous=True)
-                return set()
+            self.consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            log.warning("commit failed: %s", exc)
+
+    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
+        """Commit and wait: the (topic, partition)s the broker confirmed (none on failure)."""
+        tps = [TopicPartition(t, p, o) for t, p, o in offsets]
+        try:
             answer = self.consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
             log.warning("commit failed: %s", exc)
@@ -179,10 +178,12 @@ class Source:
         leave); False when that took longer than `timeout`. A close can hang on a group
         coordinator stuck in a rebalance (seen with tansu): the caller has committed
         already and exits anyway; the group reassigns after the session timeout."""
-        consumer, self._consumer = self._consumer, None
+        consumer = self._consumer
         if consumer is None:
             return True
         closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
         closer.start()
         closer.join(timeout)
+        # Only now: the revoke callback inside close() still commits through `consumer`.
+        self._consumer = None
         return not closer.is_alive()

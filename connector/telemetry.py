@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.jobs import JOB_OUTCOMES
 
 P = "gameball_connector_"
 
@@ -111,7 +112,7 @@ class Metrics:
             registry=r,
         )
         self.jobs = Counter(P + "jobs", "Batch jobs by final status.", ["status"], registry=r)
-        for status in ("completed", "failed", "stopped", "expired", "dropped"):
+        for status in JOB_OUTCOMES:
             self.jobs.labels(status)  # present from the start: alerts see the first failure
         self.job_items_failed = Counter(
             P + "job_items_failed", "Items a batch job reported as failed.", registry=r
@@ -166,10 +167,8 @@ class Health:
 class TelemetryServer:
     """Serves /metrics, /healthz and /readyz on a daemon thread."""
 
-    def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: Health, metrics: Metrics
-    ) -> None:
-        tele = self
+    def __init__(self, host: str, port: int, health: Health, metrics: Metrics) -> None:
+        registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -198,7 +197,7 @@ class TelemetryServer:
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
-            target=tele._server.serve_forever, name="telemetry", daemon=True
+            target=self._server.serve_forever, name="telemetry", daemon=True
         )
 
     def start(self) -> TelemetryServer:

@@ -21,9 +21,10 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from connector.sandbox.server import DEFAULT_API_KEY as API_KEY
+from connector.sandbox.server import DEFAULT_SECRET_KEY as SECRET_KEY
+
 BIN = Path(sys.executable).parent / "gameball-connector"
-API_KEY = "sandbox-api-key"
-SECRET_KEY = "sandbox-secret-key"
 
 
 def unique(prefix: str) -> str:
@@ -87,6 +88,20 @@ def produce(
     return ends
 
 
+def orders(n: int, customers: int) -> list[dict[str, Any]]:
+    """`n` order_placed records (ids `o-0`...) spread over `customers` customers (`c0`...)."""
+    return [
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % customers}"},
+         "total": {"amount": i % 1000}}
+        for i in range(n)
+    ]
+
+
+def by_customer(customers: int) -> Callable[[int], bytes]:
+    """The key for `orders`' record i: a customer's records stay in one partition, in order."""
+    return lambda i: f"c{i % customers}".encode()
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets (next to read) per partition; -1001 when none."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
@@ -95,6 +110,13 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         return {tp.partition: tp.offset for tp in tps}
     finally:
         consumer.close()
+
+
+def committed_to_end(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> bool:
+    """The group's commits reached `ends` (from `produce`) on every partition that got
+    records (one without records has nothing to commit: -1001)."""
+    got = committed(bootstrap, group, topic, max(ends, default=-1) + 1)
+    return all(got.get(p) == end for p, end in ends.items())
 
 
 def max_in_window(times: list[float], seconds: float) -> int:

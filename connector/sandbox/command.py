@@ -8,16 +8,20 @@ port cannot be bound.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from connector.sandbox.faults import Faults
-from connector.sandbox.server import NOTICE, SandboxServer
-
-DEFAULT_API_KEY = "sandbox-api-key"
-DEFAULT_SECRET_KEY = "sandbox-secret-key"
+from connector.sandbox.server import (
+    DEFAULT_API_KEY,
+    DEFAULT_SECRET_KEY,
+    NOTICE,
+    SandboxServer,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,16 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def faults_from_args(args: argparse.Namespace) -> Faults:
-    """The Faults the flags ask for; ValueError names a bad value."""
-    return Faults(
-        error_rate=args.error_rate, error_status=args.error_status, latency_ms=args.latency_ms,
-        drop_rate=args.drop_rate, rate_per_second=args.rate_per_second,
-        rate_per_30_seconds=args.rate_per_30_seconds,
-        retry_after_seconds=args.retry_after_seconds, stall_seconds=args.stall_seconds,
-        reject_customers=list(args.reject_customers),
-        job_fail_customers=list(args.job_fail_customers), job_delay_ms=args.job_delay_ms,
-        check_concurrent_customers=args.check_concurrent_customers, seed=args.seed,
-    )
+    """The Faults the flags ask for; ValueError names a bad value.
+
+    Every fault flag's argparse dest is the Faults field's name (add_arguments).
+    """
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Faults):
+        value = getattr(args, field.name)
+        values[field.name] = list(value) if isinstance(value, list) else value  # own copy
+    return Faults(**values)
 
 
 def _active(faults: Faults) -> str:

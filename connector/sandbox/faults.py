@@ -95,9 +95,7 @@ def _coerce(name: str, annotation: object, value: Any) -> Any:
             raise ValueError(f"{name} must be true or false")
         return value
     if kind.startswith("list"):
-        if not isinstance(value, list):
-            raise ValueError(f"{name} must be a list of customer id strings")
-        return list(value)
+        return value  # __post_init__ checks it is a list of strings
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number")
     if kind.startswith("int"):

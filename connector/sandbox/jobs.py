@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def iso(wall: float) -> str:
+    """ISO-8601 UTC with milliseconds, as in `receivedAt`."""
+    return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")
+
+
 @dataclass
 class Job:
     """One accepted batch. Times are monotonic seconds, plus wall time for display."""
@@ -25,7 +30,6 @@ class Job:
     created_wall: float
     delay: float  # seconds from acceptance to completion
     stopped: float | None = None
-    request_id: str = ""
 
     @property
     def total(self) -> int:
@@ -70,8 +74,7 @@ class Job:
 
     def wall(self, monotonic: float) -> str:
         """ISO-8601 UTC wall time of a monotonic instant of this job."""
-        stamp = self.created_wall + (monotonic - self.created)
-        return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat(timespec="milliseconds")
+        return iso(self.created_wall + (monotonic - self.created))
 
 
 _NEWEST = {"queued": "pending", "running": "processing", "completed": "completed",

@@ -35,10 +35,6 @@ class SlidingWindowLimiter:
                 raise ValueError(f"invalid window: {limit} requests per {seconds} s")
         self._windows = tuple(windows)
 
-    @property
-    def windows(self) -> tuple[Window, ...]:
-        return self._windows
-
     def try_admit(self) -> float | None:
         """Record an arrival. None: admitted. A float: rejected, seconds until room frees."""
         now = self._clock()

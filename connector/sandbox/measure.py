@@ -20,7 +20,9 @@ from typing import Any
 import orjson
 import urllib3
 
-HEADERS = {"apikey": "sandbox-api-key", "secretkey": "sandbox-secret-key",
+from connector.sandbox.server import DEFAULT_API_KEY, DEFAULT_SECRET_KEY
+
+HEADERS = {"apikey": DEFAULT_API_KEY, "secretkey": DEFAULT_SECRET_KEY,
            "Content-Type": "application/json"}
 PATH = "/api/v4.0/integrations/batch/events"
 

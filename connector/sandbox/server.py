@@ -29,7 +29,7 @@ import orjson
 from connector.sandbox import errors
 from connector.sandbox.errors import ApiError
 from connector.sandbox.faults import Faults
-from connector.sandbox.jobs import newest_status, older_status
+from connector.sandbox.jobs import Job, newest_status, older_status
 from connector.sandbox.limiter import retry_after_header
 from connector.sandbox.state import SandboxState
 from connector.sandbox.validation import validate_batch_body, validate_events_body
@@ -44,6 +44,9 @@ BATCH_PATH = "/api/v4.0/integrations/batch/events"
 EVENTS_PATH = "/api/v4.0/integrations/events"
 STATUS_NEWEST = "/api/v4.0/integrations/batches/{id}/status"
 STATUS_OLDER = "/api/v4/integrations/batch/{id}"
+
+DEFAULT_API_KEY = "sandbox-api-key"
+DEFAULT_SECRET_KEY = "sandbox-secret-key"
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,6 @@ class _Handler(BaseHTTPRequestHandler):
         sends = route.template in (BATCH_PATH, EVENTS_PATH)
         if sends:
             state.enter(len(body))
-        self._arrival = time.time()
         try:
             state.hold_while_stalled()
             self._arrival = time.time()  # send requests: replaced by the limiter's instant
@@ -403,8 +405,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.srv.state
         faults = state.faults
         customers = list(map(_CUSTOMER_ID, items))
-        if faults.reject_customers and not set(faults.reject_customers).isdisjoint(customers):
-            rejected = next(c for c in customers if c in set(faults.reject_customers))
+        rejecting = set(faults.reject_customers)
+        if rejecting and not rejecting.isdisjoint(customers):
+            rejected = next(c for c in customers if c in rejecting)
             state.count("rejected")
             raise _Answer(ApiError(
                 400, errors.CUSTOMER_REJECTED,
@@ -431,33 +434,27 @@ class _Handler(BaseHTTPRequestHandler):
             payload = orjson.dumps({"success": True, "message": "Events processed"})
         return _Reply(200, payload, items=len(items), answered=not dropped)
 
-    def _job_id(self, raw: str) -> int:
-        if not raw.isdigit():
-            raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {raw!r}"))
-        return int(raw)
+    def _find_job(self, raw_id: str, lookup: Callable[[int], Job | None]) -> Job:
+        """The job `raw_id` names, found with `lookup`; 404 (2044) for anything else."""
+        # isascii: "²".isdigit() is true, but int() refuses it.
+        job = lookup(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else None
+        if job is None:
+            raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {raw_id}"))
+        return job
 
     def _get_status_newest(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=False)
-        job_id = self._job_id(raw_id)
-        job = self.srv.state.job(job_id)
-        if job is None:
-            raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {job_id}"))
+        job = self._find_job(raw_id, self.srv.state.job)
         return self._ok(newest_status(job, self.srv.state.now()))
 
     def _get_status_older(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=True)
-        job_id = self._job_id(raw_id)
-        job = self.srv.state.job(job_id)
-        if job is None:
-            raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {job_id}"))
+        job = self._find_job(raw_id, self.srv.state.job)
         return self._ok(older_status(job, self.srv.state.now()))
 
     def _delete_job(self, _: bytes, raw_id: str) -> _Reply:
         self._check_auth(secret=True)
-        job_id = self._job_id(raw_id)
-        job = self.srv.state.stop_job(job_id)
-        if job is None:
-            raise _Answer(ApiError(404, errors.JOB_NOT_FOUND, f"no batch job {job_id}"))
+        job = self._find_job(raw_id, self.srv.state.stop_job)
         return self._ok(older_status(job, self.srv.state.now()))
 
     # ---- the sandbox's own inspection API --------------------------------------------
@@ -524,7 +521,7 @@ class SandboxServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str = "sandbox-api-key", secret_key: str = "sandbox-secret-key",
+                 api_key: str = DEFAULT_API_KEY, secret_key: str = DEFAULT_SECRET_KEY,
                  store_path: str | None = None, faults: Faults | None = None) -> None:
         self._host = host
         self._requested_port = port

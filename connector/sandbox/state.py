@@ -10,7 +10,6 @@ lines are made at acceptance anyway (they must be on disk before the answer).
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import logging
 import os
 import random
@@ -25,7 +24,7 @@ import orjson
 
 from connector.sandbox import errors
 from connector.sandbox.faults import Faults
-from connector.sandbox.jobs import Job
+from connector.sandbox.jobs import Job, iso
 from connector.sandbox.limiter import SlidingWindowLimiter
 
 _log = logging.getLogger(__name__)
@@ -82,11 +81,6 @@ def record_lines(items: Sequence[dict[str, Any]], endpoint: str, job_id: int | N
     ]
 
 
-def iso(wall: float) -> str:
-    """ISO-8601 UTC with milliseconds, as in `receivedAt`."""
-    return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")
-
-
 class SandboxState:
     """Thread-safe memory of one sandbox; the HTTP handler and the in-process API use it.
 
@@ -115,7 +109,6 @@ class SandboxState:
         self._store: IO[bytes] | None = None
         self._store_reader: int | None = None  # read-only fd for pread (no shared seek)
         self._store_size = 0
-        self._store_path = store_path
         self._skipped_store_lines = 0
         if store_path is not None:
             self._open_store(store_path)
@@ -302,7 +295,7 @@ class SandboxState:
                 ).body(request_id)
         return Job(job_id=job_id, customer_ids=customer_ids,
                    failures=failures, created=self._clock(), created_wall=self._wall(),
-                   delay=faults.job_delay_ms / 1000.0, request_id=request_id)
+                   delay=faults.job_delay_ms / 1000.0)
 
     def job(self, job_id: int) -> Job | None:
         with self._lock:

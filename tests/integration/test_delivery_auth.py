@@ -13,7 +13,16 @@ from pathlib import Path
 
 from connector.localbroker import LocalBroker
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    by_customer,
+    committed,
+    connector_config,
+    orders,
+    produce,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 WRONG_KEY = "wrong-key-7f3a9c"
@@ -38,12 +47,7 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
     topic, dlq, group = unique("auth"), unique("auth-dlq"), unique("g-auth")
     broker.create_topics([topic], partitions=PARTITIONS)
     broker.create_topics([dlq], partitions=1)
-    records = [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 50}"},
-         "total": {"amount": i}}
-        for i in range(500)
-    ]
-    produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 50}".encode())
+    produce(broker.bootstrap, topic, orders(500, customers=50), key=by_customer(50))
 
     with SandboxServer() as sandbox:
         config = connector_config(
@@ -93,5 +97,9 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
     assert nothing_committed(broker, group, topic)
     errors = [e for e in proc.logs() if e.get("level") == "ERROR"]
     assert len(errors) == 1  # loud once, then at most once per minute
+    # what the minute swallowed is not lost: shutdown logs the count
+    (summary,) = [e for e in proc.logs()
+                  if e.get("msg") == "suppressed repeats" and e.get("key") == "halt"]
+    assert summary["repeated"] >= 5  # at least 6 refusals, one of them logged
     assert WRONG_KEY not in proc.text()
     assert "sandbox-secret-key" not in proc.text()

@@ -16,7 +16,16 @@ from pathlib import Path
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    by_customer,
+    committed_to_end,
+    connector_config,
+    orders,
+    produce,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 RECORDS = 40_000  # the number
@@ -36,12 +45,7 @@ def test_three_sigkills_lose_nothing_and_resend_little(
     rnd = random.Random(seed)
     topic, group = unique("crash"), unique("g-crash")
     broker.create_topics([topic], partitions=PARTITIONS)
-    records = (
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 4000}"},
-         "total": {"amount": i % 700}}
-        for i in range(RECORDS)
-    )
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 4000}".encode())
+    ends = produce(broker.bootstrap, topic, orders(RECORDS, customers=4000), key=by_customer(4000))
 
     # 80 ms per request keeps the run long enough (about 8 s of sending) to kill it
     # three times in the middle. A short session lets the killed member expire fast.
@@ -71,7 +75,7 @@ def test_three_sigkills_lose_nothing_and_resend_little(
 
         final = ConnectorProcess(config, tmp_path, name="final").start()
         try:
-            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        90, "committed offsets == end offsets", every=0.5)
             final.signal()
             assert final.wait(30) == 0

@@ -3,7 +3,7 @@
 The sandbox answers 25 % of requests with 500, drops 5 % of answers after storing
 the items, adds 40 ms and enforces 20 requests/s and 400 per 30 s; the connector is
 configured with the same limits. Everything must arrive (duplicates only as many as
-the connector counted as possible duplicates), every offset must be committed, and
+the connector counted as possible duplicates), every offset must be committed_to_end, and
 once the sandbox has said 429 it must not have to say it again.
 """
 
@@ -14,7 +14,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,9 +23,11 @@ from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
-    committed,
+    by_customer,
+    committed_to_end,
     connector_config,
     max_in_window,
+    orders,
     produce,
     unique,
     wait_until,
@@ -35,14 +36,6 @@ from tests.support import (
 PARTITIONS = 3
 RECORDS = 15_000  # the issue gives no number: 400+ requests, > 30 s of sending at the limit
 MAX_ITEMS = 50
-
-
-def orders(n: int, customers: int) -> list[dict[str, Any]]:
-    return [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % customers}"},
-         "total": {"amount": i % 500}}
-        for i in range(n)
-    ]
 
 
 def delivered(sandbox: SandboxServer) -> Counter[str]:
@@ -78,7 +71,7 @@ def test_everything_arrives_through_errors_drops_and_rate_limits(
     topic, group = unique("faults"), unique("g-faults")
     broker.create_topics([topic], partitions=PARTITIONS)
     records = orders(RECORDS, customers=2_000)
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 2000}".encode())
+    ends = produce(broker.bootstrap, topic, records, key=by_customer(2000))
     config = connector_config(
         broker.bootstrap, sandbox.url, topic, group,
         gameball={"rate_limit": {"enabled": True, "per_second": 20, "per_30_seconds": 400},
@@ -94,7 +87,7 @@ def test_everything_arrives_through_errors_drops_and_rate_limits(
         wait_until(lambda: expected <= set(delivered(sandbox)), 100, "every event at the sandbox",
                    every=1.0)
         wait_until(
-            lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends, 20,
+            lambda: committed_to_end(broker.bootstrap, group, topic, ends), 20,
             "committed offsets == end offsets",
         )
         metrics = scrape(port)

@@ -18,8 +18,10 @@ from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
-    committed,
+    by_customer,
+    committed_to_end,
     connector_config,
+    orders,
     produce,
     read_all,
     unique,
@@ -38,12 +40,8 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
     topic, dlq, group = unique("rejected"), unique("dlq"), unique("g-rejected")
     broker.create_topics([topic], partitions=PARTITIONS)
     broker.create_topics([dlq], partitions=1)
-    records = [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % CUSTOMERS}"},
-         "total": {"amount": i}}
-        for i in range(RECORDS)
-    ]
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % CUSTOMERS}".encode(),
+    records = orders(RECORDS, customers=CUSTOMERS)
+    ends = produce(broker.bootstrap, topic, records, key=by_customer(CUSTOMERS),
                    headers=lambda i: [("trace", f"t-{i}".encode())])
     bad_orders = {r["id"] for r in records if r["customer"]["id"] in BAD}
     good_orders = {r["id"] for r in records} - bad_orders
@@ -57,7 +55,7 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
         proc = ConnectorProcess(config, tmp_path).start()
         try:
             wait_until(
-                lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends, 60,
+                lambda: committed_to_end(broker.bootstrap, group, topic, ends), 60,
                 "committed offsets == end offsets", every=0.5,
             )
             proc.signal()
@@ -112,11 +110,7 @@ def test_exhausted_retries_dead_letter_whole_batches(broker: LocalBroker, tmp_pa
     topic, dlq, group = unique("exhausted"), unique("dlq"), unique("g-exhausted")
     broker.create_topics([topic], partitions=1)
     broker.create_topics([dlq], partitions=1)
-    records = [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i}"},
-         "total": {"amount": i}}
-        for i in range(200)
-    ]
+    records = orders(200, customers=200)
     ends = produce(broker.bootstrap, topic, records)
     with SandboxServer(faults=Faults(error_rate=1.0, error_status=408)) as sandbox:
         config = connector_config(
@@ -128,7 +122,7 @@ def test_exhausted_retries_dead_letter_whole_batches(broker: LocalBroker, tmp_pa
         )
         proc = ConnectorProcess(config, tmp_path).start()
         try:
-            wait_until(lambda: committed(broker.bootstrap, group, topic, 1) == ends, 40,
+            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends), 40,
                        "committed offsets == end offsets", every=0.5)
             proc.signal()
             assert proc.wait(30) == 0

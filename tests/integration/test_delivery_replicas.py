@@ -20,9 +20,11 @@ from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
-    committed,
+    by_customer,
+    committed_to_end,
     connector_config,
     max_in_window,
+    orders,
     produce,
     unique,
     wait_until,
@@ -42,12 +44,8 @@ def test_replicas_share_the_account_limit_through_rebalances(
 ) -> None:
     topic, group = unique("replicas"), unique("g-replicas")
     broker.create_topics([topic], partitions=PARTITIONS)
-    records = [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 700}"},
-         "total": {"amount": i}}
-        for i in range(RECORDS[strategy])
-    ]
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 700}".encode())
+    records = orders(RECORDS[strategy], customers=700)
+    ends = produce(broker.bootstrap, topic, records, key=by_customer(700))
     faults = Faults(latency_ms=20, rate_per_second=PER_SECOND, rate_per_30_seconds=PER_30_SECONDS)
 
     with SandboxServer(faults=faults) as sandbox:
@@ -78,7 +76,7 @@ def test_replicas_share_the_account_limit_through_rebalances(
             wait_until(lambda: accepted() >= mark + 500, 40, "three replicas delivering")
             procs[0].signal(signal.SIGTERM)  # rebalance: 3 -> 2 replicas
             assert procs[0].wait(30) == 0
-            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        90, "committed offsets == end offsets", every=0.5)
             for proc in procs[1:]:
                 proc.signal(signal.SIGTERM)
@@ -130,12 +128,8 @@ def test_partitions_paused_before_an_eager_rebalance_are_read_again(
     revoked and assigned back must still be read once Gameball keeps up again."""
     topic, group = unique("paused"), unique("g-paused")
     broker.create_topics([topic], partitions=PARTITIONS)
-    records = [
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 300}"},
-         "total": {"amount": i}}
-        for i in range(3_000)
-    ]
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 300}".encode())
+    records = orders(3_000, customers=300)
+    ends = produce(broker.bootstrap, topic, records, key=by_customer(300))
     with SandboxServer(faults=Faults(stall_seconds=12)) as sandbox:  # A pauses meanwhile
         config = connector_config(
             broker.bootstrap, sandbox.url, topic, group,
@@ -152,7 +146,7 @@ def test_partitions_paused_before_an_eager_rebalance_are_read_again(
             b.start()  # eager rebalance: a gives up everything, then gets some of it back
             wait_until(lambda: sum(e.get("msg") == "partitions assigned" for e in a.logs()) >= 2,
                        30, "replica a assigned again")
-            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        40, "committed offsets == end offsets after the stall", every=0.5)
             for proc in (a, b):
                 proc.signal(signal.SIGTERM)

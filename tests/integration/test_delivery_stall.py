@@ -14,7 +14,16 @@ from pathlib import Path
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from tests.support import ConnectorProcess, committed, connector_config, produce, unique, wait_until
+from tests.support import (
+    ConnectorProcess,
+    by_customer,
+    committed_to_end,
+    connector_config,
+    orders,
+    produce,
+    unique,
+    wait_until,
+)
 
 PARTITIONS = 3
 RECORDS = 100_000  # the number
@@ -35,12 +44,7 @@ def test_a_60s_stall_keeps_the_group_and_memory_bounded(
 ) -> None:
     topic, group = unique("stall"), unique("g-stall")
     broker.create_topics([topic], partitions=PARTITIONS)
-    records = (
-        {"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i % 5000}"},
-         "total": {"amount": i % 1000}}
-        for i in range(RECORDS)
-    )
-    ends = produce(broker.bootstrap, topic, records, key=lambda i: f"c{i % 5000}".encode())
+    ends = produce(broker.bootstrap, topic, orders(RECORDS, customers=5000), key=by_customer(5000))
     assert sum(ends.values()) == RECORDS
 
     with SandboxServer() as sandbox:
@@ -70,7 +74,7 @@ def test_a_60s_stall_keeps_the_group_and_memory_bounded(
                        and len({m["order_id"] for it in sandbox.items()
                                 for m in it["events"].values()}) == RECORDS,
                        60, "every event after the stall", every=1.0)
-            wait_until(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        30, "committed offsets == end offsets")
             peak = peak_rss_mib(proc.proc.pid)
             proc.signal()

@@ -3,7 +3,7 @@ broker and `gameball-connector run` (subprocess) to the sandbox.
 
 Every expected event arrives exactly once; every unmappable record is in the dead-letter
 topic, unchanged, with headers naming the error, stage, route and source coordinates;
-skipped records are committed too. Expectations come from how the records were made,
+skipped records are committed_to_end too. Expectations come from how the records were made,
 not from running the mapper.
 """
 
@@ -20,7 +20,7 @@ from connector.localbroker import LocalBroker
 from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
-    committed,
+    committed_to_end,
     connector_config,
     produce,
     read_all,
@@ -188,7 +188,7 @@ def test_mixed_topic_through_broker_connector_and_sandbox(
         proc = ConnectorProcess(config, tmp_path).start()
         try:
             wait_until(
-                lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == ends,
+                lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                 90,
                 "committed offsets == end offsets",
                 every=0.5,

@@ -10,8 +10,8 @@ evaluate without errors; /healthz and /readyz answer 200.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +22,7 @@ import orjson
 import pytest
 import yaml
 
-from connector.localbroker import LocalBroker
+from connector.localbroker import LocalBroker, free_port
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 from tests.support import API_KEY, SECRET_KEY, ConnectorProcess, connector_config, produce, unique
@@ -39,12 +39,6 @@ RATE_INTERVAL = "1m"  # what Grafana picks for a few hours' range at a 15 s scra
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:
     return _wait_until(check, timeout, what, every=0.25)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:

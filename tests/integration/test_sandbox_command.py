@@ -13,9 +13,11 @@ import orjson
 import pytest
 import urllib3
 
+from tests.support import API_KEY, SECRET_KEY
+
 pytestmark = pytest.mark.integration
 
-KEYS = {"apikey": "sandbox-api-key", "secretkey": "sandbox-secret-key",
+KEYS = {"apikey": API_KEY, "secretkey": SECRET_KEY,
         "Content-Type": "application/json"}
 
 
@@ -64,7 +66,7 @@ def test_serves_from_flags_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "1 items accepted" in out
-    assert "sandbox-secret-key" not in err
+    assert SECRET_KEY not in err
 
 
 def test_sigint_also_stops_it() -> None:

@@ -11,7 +11,7 @@ from tests.unit.test_telemetry import Built
 
 def test_readiness_follows_auth_and_metrics_hide_secrets() -> None:
     b = Built()
-    server = TelemetryServer("127.0.0.1", 0, b.registry, b.health, b.metrics).start()
+    server = TelemetryServer("127.0.0.1", 0, b.health, b.metrics).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
         try:

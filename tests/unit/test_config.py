@@ -152,11 +152,20 @@ def test_one_rule_finds_every_secret_for_logs_and_validate() -> None:
     text = GOOD.replace(
         "  topic: gameball.dlq\n",
         "  topic: gameball.dlq\n  properties:\n    sasl.oauthbearer.token: tok-abc-123\n"
+        "    sasl.oauthbearer.config: principal=svc clientSecret=oauth-456\n"
         "    acks: all\n",
     )
     s = parse(text, ENV)
-    assert set(s.secret_values()) == {*ENV.values(), "kafka-pass-123", "tok-abc-123"}
+    oauth = "principal=svc clientSecret=oauth-456"
+    assert set(s.secret_values()) == {*ENV.values(), "kafka-pass-123", "tok-abc-123", oauth}
     shown = str(s.redacted())
-    for secret in ("kafka-pass-123", "tok-abc-123"):
+    for secret in ("kafka-pass-123", "tok-abc-123", oauth):
         assert secret not in shown
     assert s.redacted()["dead_letter"]["properties"]["acks"] == "all"
+
+
+def test_broken_yaml_names_the_place_but_never_quotes_the_line() -> None:
+    text = GOOD.replace("  api_key:", '  note: "unterminated hunter2-SECRET\n  api_key:', 1)
+    (problem,) = problems(text)
+    assert problem.startswith("config: not valid YAML at line ")
+    assert "hunter2" not in problem

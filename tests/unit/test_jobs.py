@@ -222,16 +222,6 @@ def run_until_idle(t: JobTracker, clock: FakeClock, step: float = 0.5, limit: in
     raise AssertionError("tracker never finished")
 
 
-def test_disabled_tracking_does_nothing() -> None:
-    clock, rec = FakeClock(), Recorder()
-    fetch = ScriptedFetch(clock, {1: [DONE]})
-    t = tracker(fetch, rec, clock, enabled=False)
-    t.submit(1, items("a"))
-    clock.now += 3600
-    assert t.poll_due() == 0
-    assert fetch.calls == [] and rec.done == [] and t.tracked() == 0
-
-
 def test_polls_with_backoff_until_completed() -> None:
     clock, rec = FakeClock(), Recorder()
     fetch = ScriptedFetch(clock, {7: [PENDING, RUNNING, RUNNING, DONE]})

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from connector.mapping import Mapper
+from connector.decode import decode_string
+from connector.mapping import Mapper, envelope_value
 from connector.mapping_schema import RouteSettings, TopicSettings
 from connector.records import DecodeError, Event, MappingError, RecordError, Skip, SourceRecord
 
@@ -161,6 +162,19 @@ def test_errors_name_their_route() -> None:
     assert isinstance(err, DecodeError) and err.route == "orders" and err.stage == "decode"
 
 
+def test_a_decode_error_on_the_fast_path_is_not_decoded_again() -> None:
+    calls: list[bytes | str] = []
+
+    def failing(data: bytes | str) -> Any:
+        calls.append(data)
+        raise DecodeError("invalid_json", "not today")
+
+    mapper = Mapper([RouteSettings.model_validate(route())], decoders={"json": failing})
+    err = mapper.map(rec(b"{}"))
+    assert isinstance(err, DecodeError) and err.detail == "not today" and err.route == "t/e"
+    assert calls == [b"{}"]
+
+
 def test_route_names_derived_and_deduplicated() -> None:
     mapper = build(
         route(event="a"),
@@ -282,6 +296,12 @@ ENVELOPE = [
         {"key_": b"\x00\x01"},
         [("c", "e", {"k": "AAE="})],
     ),
+    (
+        "hand-written envelope call is @offset",
+        {"metadata": {"o": "_gb_envelope('offset')"}},
+        {},
+        [("c", "e", {"o": 41})],
+    ),
 ]
 
 
@@ -298,6 +318,12 @@ def test_envelope(changes: dict[str, Any], record_kw: dict[str, Any], expected: 
         **record_kw,
     }
     assert run(route(**changes), rec({"cid": "c", "n": 2}, **kw)) == expected
+
+
+def test_unknown_envelope_field_is_not_the_offset() -> None:
+    assert envelope_value(rec({}, offset_=3), "offset", decode_string) == 3
+    with pytest.raises(ValueError, match="unknown envelope field 'offzet'"):
+        envelope_value(rec({}, offset_=3), "offzet", decode_string)
 
 
 def test_topic_key_format_applies_to_its_routes() -> None:
@@ -385,6 +411,34 @@ EVENTS: list[tuple[Any, ...]] = [
         {"event": None, "event_from": "kind", "event_map": EVENT_MAP, "event_default": "skip"},
         {},
         ("skip", "filtered"),
+    ),
+    (
+        "fixed default named skip",
+        {
+            "event": None,
+            "event_from": "kind",
+            "event_map": EVENT_MAP,
+            "event_default": {"name": "skip"},
+        },
+        {"kind": "zz"},
+        [("c", "skip", {})],
+    ),
+    (
+        "fixed default named dead_letter",
+        {
+            "event": None,
+            "event_from": "kind",
+            "event_map": EVENT_MAP,
+            "event_default": {"name": "dead_letter"},
+        },
+        {"kind": "zz"},
+        [("c", "dead_letter", {})],
+    ),
+    (
+        "missing name, fixed default named skip",
+        {"event": None, "event_from": "kind", "event_default": {"name": "skip"}},
+        {},
+        [("c", "skip", {})],
     ),
 ]
 
@@ -592,6 +646,24 @@ METADATA_ERRORS = [
         {"big": [2**63, 2**63]},
         "expression_failed",
     ),
+    (
+        "integer beyond JSON, long form",
+        {"metadata": {"x": {"path": "floor(f)", "default": 0}}},
+        {"f": 1e300},
+        "expression_failed",
+    ),
+    (
+        "integer beyond JSON from include",
+        {"include": ["{n: to_number(s)}"]},
+        {"s": "123456789012345678901234567890"},
+        "expression_failed",
+    ),
+    (
+        "literal beyond JSON",
+        {"metadata": {"x": "`123456789012345678901234567890`"}},
+        {},
+        "expression_failed",
+    ),
 ]
 
 
@@ -602,6 +674,30 @@ METADATA_ERRORS = [
 )
 def test_metadata_errors(changes: dict[str, Any], value: dict[str, Any], reason: str) -> None:
     assert run(route(**changes), rec({"cid": "c", **value})) == ("mapping", reason)
+
+
+JSON_CHECKS = [
+    ("plain path", route(metadata={"x": "a.b"}), False),
+    ("real JMESPath reads", route(metadata={"x": "a[0].b", "y": "{o: @offset, k: @key}"}), False),
+    ("constant", route(metadata={"x": {"value": 1}}), False),
+    ("function in metadata", route(metadata={"x": "length(a)"}), True),
+    ("function in long form", route(metadata={"x": {"path": "abs(a)", "required": True}}), True),
+    ("function in include", route(include=["merge(a, b)"]), True),
+    ("big literal", route(metadata={"x": "`123456789012345678901234567890`"}), True),
+    ("small literal", route(metadata={"x": '`[1, 2.5, "s"]`'}), False),
+    ("function outside metadata", route(when="length(a) > `1`", customer_id="to_string(c)"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "checked"), [c[1:] for c in JSON_CHECKS], ids=[c[0] for c in JSON_CHECKS]
+)
+def test_metadata_is_json_checked_only_where_a_value_can_leave_json(
+    changes: dict[str, Any], checked: bool
+) -> None:
+    for fast in (True, False):
+        (compiled,) = build(changes, fast=fast)._routes
+        assert compiled.check_json is checked
 
 
 def test_coercion_error_names_the_key_and_value() -> None:

@@ -59,6 +59,17 @@ CASES = [
     ("unknown function", with_(when="lower(type) == 'x'"), "unknown function lower()"),
     ("unknown envelope field", with_(customer_id="@kee"), "unknown envelope field @kee"),
     (
+        "hand-written envelope call",
+        with_(customer_id="_gb_envelope('kee')"),
+        "mappings[1].customer_id: invalid expression \"_gb_envelope('kee')\": _gb_envelope() "
+        "takes one of 'key', 'headers', 'topic', 'partition', 'offset', 'timestamp'",
+    ),
+    (
+        "hand-written envelope call beside @key",
+        with_(customer_id="@key", when="_gb_envelope(kind) == 'x'"),
+        "mappings[1].when: invalid expression \"_gb_envelope(kind) == 'x'\": _gb_envelope() takes",
+    ),
+    (
         "bad regex",
         with_(topic=None, topic_pattern="orders("),
         "mappings[1].topic_pattern: not a valid",

@@ -13,7 +13,7 @@ ERROR = {"code": 7002, "type": "Customer Error", "message": "m", "documentationU
 def job(delay: float = 0.0, customers: tuple[str, ...] = ("a", "b", "c", "d"),
         failures: dict[int, dict[str, Any]] | None = None) -> Job:
     return Job(job_id=7, customer_ids=customers, failures=failures or {}, created=100.0,
-               created_wall=1_700_000_000.0, delay=delay, request_id="r")
+               created_wall=1_700_000_000.0, delay=delay)
 
 
 def test_without_delay_a_job_is_complete_at_once() -> None:

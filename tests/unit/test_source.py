@@ -46,3 +46,19 @@ def test_close_reports_a_close_that_finished() -> None:
     stuck.release.set()
     source._consumer = stuck  # type: ignore[assignment]
     assert source.close(5) is True
+
+
+def test_the_revoke_inside_close_can_still_commit() -> None:
+    """librdkafka runs the final revoke callback inside close(); it commits through the
+    consumer, which must still be there."""
+    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None)
+    seen: list[object] = []
+
+    class RevokingConsumer:
+        def close(self) -> None:
+            seen.append(source.consumer)  # what _revoked -> pipeline -> commit_sync uses
+
+    consumer = RevokingConsumer()
+    source._consumer = consumer  # type: ignore[assignment]
+    assert source.close(5) is True
+    assert seen == [consumer]

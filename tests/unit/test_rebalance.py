@@ -1,0 +1,91 @@
+"""The pipeline's revoke and loss handling, with the consumer's commit calls recorded:
+what a partition takes with it uncommitted is committed once more or counted."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from connector.records import Batch
+from connector.sender import Delivery
+from tests.unit.test_telemetry import Built, rec
+
+DUPLICATES = "gameball_connector_possible_duplicates_total"
+
+
+class Commits:
+    """Records the consumer's commit calls; the broker confirms synchronous ones or not."""
+
+    def __init__(self, b: Built, confirm: bool) -> None:
+        self.calls: list[tuple[str, list[tuple[str, int, int]]]] = []
+        self.confirm = confirm
+        b.pipeline._source.commit_async = self.commit_async  # type: ignore[method-assign]
+        b.pipeline._source.commit_sync = self.commit_sync  # type: ignore[method-assign]
+
+    def commit_async(self, offsets: list[tuple[str, int, int]]) -> None:
+        self.calls.append(("async", offsets))
+
+    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
+        self.calls.append(("sync", offsets))
+        return {(t, p) for t, p, _ in offsets} if self.confirm else set()
+
+
+def take(b: Built) -> Batch:
+    batch = b.pipeline._window.take(time.monotonic() + 60, force=True)
+    assert batch is not None
+    return batch
+
+
+def accept_three(b: Built) -> None:
+    """Records 0-2 of orders[0] accepted by Gameball, their commit handed over
+    asynchronously and not answered yet."""
+    b.pipeline._on_assign([("orders", 0)])
+    b.pipeline._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
+    batch = take(b)
+    b.pipeline._completed(Delivery(batch, accepted=[(batch.items, 7)]))
+    b.pipeline._commit(asynchronous=True)
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_revoke_commits_again_what_an_unanswered_async_commit_carried(confirmed: bool) -> None:
+    b = Built()
+    commits = Commits(b, confirm=confirmed)
+    accept_three(b)
+    assert commits.calls == [("async", [("orders", 0, 3)])]
+    b.pipeline._on_revoke([("orders", 0)], lost=False)
+    assert commits.calls[1:] == [("sync", [("orders", 0, 3)])]
+    # refused: the next owner reads records 0-2 again, and that is counted
+    assert b.value(DUPLICATES) == (0 if confirmed else 3)
+
+
+def test_lost_partitions_count_accepted_and_in_flight_events_not_the_buffered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b = Built()
+    commits = Commits(b, confirm=True)
+    accept_three(b)
+    b.pipeline._ingest([rec(3, {"type": "order", "customer": "c9", "id": 3})])
+    take(b)  # record 3 in flight
+    b.pipeline._ingest([rec(4, {"type": "order", "customer": "c9", "id": 4})])  # waits for c9
+    with caplog.at_level(logging.WARNING, "connector.pipeline"):
+        b.pipeline._on_revoke([("orders", 0)], lost=True)
+    assert [kind for kind, _ in commits.calls] == ["async"]  # a lost partition is not ours
+    assert b.value(DUPLICATES) == 4  # 3 accepted + 1 in flight; record 4 was never sent
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.__dict__["accepted_uncommitted"] == 3
+    assert warning.__dict__["in_flight"] == 1
+    assert warning.__dict__["offsets"] == ["orders[0]@?-3"]
+    assert b.pipeline._window.is_empty() is False  # record 3's batch is still out
+    assert b.pipeline._window.waiting() == 0  # record 4 was dropped for the next owner
+
+
+def test_a_confirmed_commit_leaves_nothing_to_count() -> None:
+    b = Built()
+    Commits(b, confirm=True)
+    accept_three(b)
+    b.pipeline._on_commit(None, [TopicPartition("orders", 0, 3)])
+    b.pipeline._on_revoke([("orders", 0)], lost=True)
+    assert b.value(DUPLICATES) == 0

@@ -36,8 +36,6 @@ import yaml
 from bench import dataset, report
 from bench.procs import Measured, Usage
 from bench.services import (
-    API_KEY,
-    SECRET_KEY,
     CommitWatcher,
     Sandbox,
     connector_config,
@@ -46,6 +44,8 @@ from bench.services import (
 )
 from connector.localbroker import LocalBroker
 from connector.sandbox.server import BATCH_PATH
+from connector.sandbox.server import DEFAULT_API_KEY as API_KEY
+from connector.sandbox.server import DEFAULT_SECRET_KEY as SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_S = 30.0  # the quota run counts 429s and the sustained rate after this

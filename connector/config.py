@@ -82,7 +82,9 @@ class JobTrackingSettings(_Model):
     enabled: bool = True
     status_api: Literal["newest", "older"] = "newest"
     poll_interval_ms: int = Field(default=2000, ge=10)
-    max_concurrent: int = Field(default=2, ge=1)
+    # 8: at Gameball's 40 jobs/s and ~100 ms per status call, fewer pollers fall behind
+    # and the oldest jobs are given up (docs/benchmarks.md).
+    max_concurrent: int = Field(default=8, ge=1)
     # Jobs followed at once (each keeps its records for dead-lettering failed items);
     # beyond it the oldest is given up and counted as "dropped".
     max_tracked: int = Field(default=200, ge=1)
@@ -125,6 +127,17 @@ class BatchSettings(_Model):
     max_in_flight: int = Field(default=8, ge=1, le=64)
     # Events held in memory (windows, waiting, in flight) before partitions are paused.
     max_buffered_events: int = Field(default=20_000, ge=1)
+    # What a crash may send again: events in flight plus events accepted above their
+    # partition's committable offset. None: 3 x max_in_flight x max_items (why: the
+    # customer rule interleaves batches' offsets; docs/delivery.md, docs/benchmarks.md).
+    max_resend_events: int | None = Field(default=None, ge=1)
+
+    @property
+    def resend_limit(self) -> int:
+        """`max_resend_events` or its default; read by the pipeline's dispatch check."""
+        if self.max_resend_events is not None:
+            return self.max_resend_events
+        return 3 * self.max_in_flight * self.max_items
 
 
 class DeadLetterSettings(_Model):

@@ -131,13 +131,16 @@ class Batch:
     """Items sent in one request, and the events (hence the offsets) they cover."""
 
     items: list[Item]
+    # Counted once: the pipeline and the window read it per dispatch and completion.
+    # The window passes its own count; -1 counts the items' events here.
+    event_count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.event_count < 0:
+            self.event_count = sum(len(item.events) for item in self.items)
 
     def events(self) -> list[Event]:
         return [ev for item in self.items for ev in item.events.values()]
-
-    @property
-    def event_count(self) -> int:
-        return sum(len(item.events) for item in self.items)
 
     def customers(self) -> set[str]:
         return {item.customer_id for item in self.items}

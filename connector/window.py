@@ -122,7 +122,7 @@ class Windower:
         self.ready -= taken
         if not self.ready:
             self._first_at = None
-        return Batch(items) if items else None
+        return Batch(items, taken) if items else None
 
     def complete(self, batch: Batch, now: float) -> None:
         """A taken batch is finished (accepted, dead-lettered or dropped)."""

@@ -1,7 +1,8 @@
 """Crash (issue 4): three SIGKILLs at random moments during a 40,000-record run.
 
 Nothing may be missing, and what each kill makes the next process send again (events
-Gameball had already accepted) must stay below `max_in_flight x max_items`.
+Gameball had already accepted) must stay below `batch.max_resend_events`, set here to
+`max_in_flight x max_items`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PARTITIONS = 3
 RECORDS = 40_000  # the issue's number
 KILLS = 3
 MAX_ITEMS, MAX_IN_FLIGHT = 100, 4
-BOUND = MAX_IN_FLIGHT * MAX_ITEMS  # re-sent events allowed per kill
+BOUND = MAX_IN_FLIGHT * MAX_ITEMS  # batch.max_resend_events: re-sent events allowed per kill
 
 
 def order_ids(items: list[dict[str, object]]) -> list[str]:
@@ -53,7 +54,8 @@ def test_three_sigkills_lose_nothing_and_resend_little(
         config = connector_config(
             broker.bootstrap, sandbox.url, topic, group,
             kafka={"properties": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500}},
-            batch={"max_items": MAX_ITEMS, "linger_ms": 50, "max_in_flight": MAX_IN_FLIGHT},
+            batch={"max_items": MAX_ITEMS, "linger_ms": 50, "max_in_flight": MAX_IN_FLIGHT,
+                   "max_resend_events": BOUND},
         )
         boundaries = []  # items stored before each restart
         for run in range(KILLS):

@@ -128,6 +128,9 @@ def test_every_event_arrives_exactly_once_and_offsets_reach_the_end(
     assert SECRET_KEY not in proc.text()
 
 
+RESEND = 4 * 500  # batch.max_resend_events of the SIGKILL test
+
+
 def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
     records = orders(20_000, customers=5_000, seed=11)
     topic, ends = setup_topic(broker, records)
@@ -136,7 +139,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_
     # latency keeps the run long enough to be killed in the middle of it
     with SandboxServer(faults=Faults(latency_ms=30)) as sandbox:
         config = connector_config(
-            broker.bootstrap, sandbox.url, topic, group, batch={"max_items": 500}
+            broker.bootstrap, sandbox.url, topic, group,
+            batch={"max_items": 500, "max_resend_events": RESEND},
         )
         first = ConnectorProcess(config, tmp_path, "first").start()
         try:
@@ -150,8 +154,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_
         got = delivered(sandbox)
         assert set(got) == set(want), "nothing missing, nothing invented"
         dupes = sum(got.values()) - sum(want.values())
-        # issue 4: below max_in_flight x max_items per kill
-        assert dupes < 4 * 500, dupes
+        # issue 4: what one kill re-sends stays below batch.max_resend_events
+        assert dupes < RESEND, dupes
 
 
 def test_sigterm_drains_exits_zero_and_restart_sends_no_duplicates(

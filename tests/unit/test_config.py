@@ -60,6 +60,14 @@ def test_the_documented_shape_loads_with_env_and_defaults() -> None:
     assert s.subscription() == ["shop.orders"]
 
 
+def test_what_a_crash_may_resend_defaults_to_three_full_rounds_of_requests() -> None:
+    s = parse(GOOD, ENV)
+    assert s.batch.max_resend_events is None
+    assert s.batch.resend_limit == 3 * 4 * 1000
+    own = parse(GOOD.replace("max_in_flight: 4", "max_in_flight: 4\n  max_resend_events: 500"), ENV)
+    assert own.batch.resend_limit == 500
+
+
 def test_json_config_loads_too(tmp_path: Path) -> None:
     import json
 
@@ -82,6 +90,8 @@ def test_json_config_loads_too(tmp_path: Path) -> None:
             "gameball.base_url: ",
         ),
         (("group_id: gameball-connector", "group_id: [a]"), "kafka.group_id: "),
+        (("max_in_flight: 4", "max_in_flight: 4\n  max_resend_events: 0"),
+         "batch.max_resend_events: "),
     ],
 )
 def test_each_problem_names_its_key_path(change: tuple[str, str], expected: str) -> None:

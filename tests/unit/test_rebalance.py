@@ -89,3 +89,26 @@ def test_a_confirmed_commit_leaves_nothing_to_count() -> None:
     b.pipeline._on_commit(None, [TopicPartition("orders", 0, 3)])
     b.pipeline._on_revoke([("orders", 0)], lost=True)
     assert b.value(DUPLICATES) == 0
+
+
+def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events() -> None:
+    """In flight plus accepted-above-the-commit-point stays below the limit, counting the
+    batch about to go; with nothing in flight one batch may always go."""
+    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}")
+    p = b.pipeline
+    assert p._can_send()  # nothing in flight
+    p._inflight, p._inflight_events = 1, 10
+    assert p._can_send()  # 10 + a batch of 10 <= 25
+    p._inflight, p._inflight_events = 2, 20
+    assert not p._can_send()  # 20 + 10 would pass 25, although 6 senders are free
+    p._on_assign([("orders", 0)])
+    p._inflight, p._inflight_events = 1, 0
+    p._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
+    first, second = take(b), take(b)
+    p._completed(Delivery(second, accepted=[(second.items, None)]))  # above record 0..9
+    assert p._tracker.exposure() == 10
+    p._inflight_events = 10  # the first batch still in flight
+    assert not p._can_send()
+    p._completed(Delivery(first, accepted=[(first.items, None)]))
+    p._inflight_events = 0
+    assert p._tracker.exposure() == 0 and p._can_send()

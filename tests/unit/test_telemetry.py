@@ -36,11 +36,14 @@ mappings:
 
 
 class Built:
-    def __init__(self) -> None:
+    def __init__(self, batch: str | None = None) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health(60)
-        settings = parse(CONFIG, {})
+        config = CONFIG
+        if batch is not None:
+            config = config.replace("batch: {max_items: 10, linger_ms: 0}", f"batch: {batch}")
+        settings = parse(config, {})
         self.client = GameballClient(settings.gameball, 2)
         self.pipeline = Pipeline(settings, Mapper(settings.mappings), self.client,
                                  self.metrics, self.health)

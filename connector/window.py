@@ -40,16 +40,26 @@ class Windower:
     # --- input ----------------------------------------------------------------------
 
     def add(self, event: Event, now: float) -> None:
-        """Take one event (called by the pipeline for each mapped event)."""
-        self.buffered += 1
-        cid = event.customer_id
-        queue = self._queues.get(cid)
-        if queue is None:
-            self._queues[cid] = [event]
-        else:
-            queue.append(event)
-        if cid not in self._busy:
-            self.ready += 1
+        """Take one event (tests and one-off callers; the pipeline uses `add_many`)."""
+        self.add_many([event], now)
+
+    def add_many(self, events: list[Event], now: float) -> None:
+        """`add` for each event, in order (the pipeline's hot path: one call per poll)."""
+        queues = self._queues
+        busy = self._busy
+        ready = 0
+        for event in events:
+            cid = event.customer_id
+            queue = queues.get(cid)
+            if queue is None:
+                queues[cid] = [event]
+            else:
+                queue.append(event)
+            if cid not in busy:
+                ready += 1
+        self.buffered += len(events)
+        if ready:
+            self.ready += ready
             if self._first_at is None:
                 self._first_at = now
 
@@ -76,19 +86,23 @@ class Windower:
             if due is None or due > 0:
                 return None
         items: list[Item] = []
+        append = items.append
+        count = 0  # len(items), kept as a local: this loop runs once per event sent
         taken = 0  # events, for `ready`
         max_items = self.max_items
         busy = self._busy
-        emptied = []
+        mark = busy.add
+        emptied: list[str] = []
         for cid, queue in self._queues.items():
             if cid in busy:
                 continue
-            if len(items) >= max_items:
+            if count >= max_items:
                 break
             if len(queue) == 1:  # the common case: one waiting event, one new item
                 event = queue[0]
-                items.append(Item(cid, {event.name: event}))
-                busy.add(cid)
+                append(Item(cid, {event.name: event}))
+                mark(cid)
+                count += 1
                 taken += 1
                 emptied.append(cid)
                 continue
@@ -109,6 +123,7 @@ class Windower:
                     items.append(target)
                 target.events[name] = event
                 used += 1
+            count = len(items)
             taken += used
             del queue[:used]
             # never empty here: the loop above checked there was room for one more item
@@ -117,8 +132,9 @@ class Windower:
                 self.ready -= len(queue)  # what is left waits for this batch now
             else:
                 emptied.append(cid)
+        queues = self._queues
         for cid in emptied:
-            del self._queues[cid]
+            del queues[cid]
         self.ready -= taken
         if not self.ready:
             self._first_at = None

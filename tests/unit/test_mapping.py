@@ -58,6 +58,9 @@ def run(routes: list[dict[str, Any]] | dict[str, Any], record: SourceRecord, **k
     assert outcome(mapper.explain(record)[0]) == result
     slow = build(*(routes if isinstance(routes, list) else [routes]), fast=False, **kw)
     assert outcome(slow.map(record)) == result
+    # So must the pipeline's per-topic function (which returns a single event bare).
+    hot = mapper.for_topic(record.topic())(record)
+    assert outcome([hot] if isinstance(hot, Event) else hot) == result
     return result
 
 

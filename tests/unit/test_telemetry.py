@@ -59,6 +59,21 @@ def rec(offset: int, value: dict[str, Any] | bytes | None, partition: int = 0) -
     return SourceRecord("orders", raw, partition, offset, timestamp_ms=two_seconds_ago)
 
 
+def test_consumed_records_are_counted_per_topic_across_partition_runs() -> None:
+    b = Built()
+    order = {"type": "order", "customer": "c1", "id": 1}
+    b.pipeline._ingest([
+        rec(0, order), rec(1, order),
+        SourceRecord("clicks", b"{}", 0, 0), SourceRecord("clicks", b"{}", 0, 1),
+        rec(0, order, partition=1),
+        SourceRecord("clicks", b"{}", 2, 7),
+    ])
+    consumed = "gameball_connector_records_consumed_total"
+    assert b.value(consumed, topic="orders") == 3
+    assert b.value(consumed, topic="clicks") == 3
+    assert b.pipeline._window.buffered == 3  # the orders; clicks has no route
+
+
 def test_record_counters_follow_what_the_mapper_decided() -> None:
     b = Built()
     # the path librdkafka's assign callback takes

@@ -95,6 +95,21 @@ def test_customer_in_flight_waits_then_leaves_first() -> None:
     assert third is not None and numbers(third) == [2, 5]
 
 
+def test_add_many_is_add_in_order_with_busy_customers_held() -> None:
+    w = Windower(3, 0.5)
+    w.add(ev("c1", "e", 1), 0)
+    first = w.take(0, force=True)
+    assert first is not None
+    w.add_many([ev("c1", "e", 2), ev("c2", "e", 3), ev("c2", "f", 4), ev("c3", "e", 5)], 1.0)
+    assert (w.ready, w.buffered, w.waiting()) == (3, 5, 4)  # c1's event is held
+    assert w.due_in(1.2) == 0.0  # three ready: a full batch
+    second = w.take(1.2)
+    assert second is not None and numbers(second) == [3, 4, 5]
+    w.complete(first, 2.0)
+    third = w.take(2.0, force=True)
+    assert third is not None and numbers(third) == [2]
+
+
 def test_discard_drops_only_matching_waiting_events() -> None:
     w = Windower(2, 10.0)
     for i in range(5):

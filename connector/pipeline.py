@@ -242,10 +242,10 @@ class Pipeline:
                 self._health.beat()
                 now = self._clock()
                 self._dispatch(now)
-                if self._blocked() and not self._paused:
-                    # A whole batch waits for a send slot: wait for a completion instead
-                    # of reading further ahead, so a crash re-sends little beyond in flight.
-                    # Once paused (blocked too long) the loop polls again to stay in the group.
+                if self._held_back() and not self._paused:
+                    # A whole batch waits for a send slot, or the window is at its bound:
+                    # wait for a completion instead of reading further ahead. Once paused
+                    # (held back for a second) the loop polls again to stay in the group.
                     completed = self._collect(wait=0.05)
                 else:
                     due = window.due_in(now)
@@ -355,6 +355,11 @@ class Pipeline:
     def _blocked(self) -> bool:
         """A whole batch is ready but may not be sent yet."""
         return self._window.full() and not self._can_send()
+
+    def _held_back(self) -> bool:
+        """Reading further ahead must wait: a batch is blocked, or the window holds
+        `max_buffered_events` (most of them behind customers in flight)."""
+        return self._blocked() or self._window.buffered >= self._s.batch.max_buffered_events
 
     def _dispatch(self, now: float, force: bool = False) -> None:
         """Hand batches to free sender threads (`force`: do not wait for linger)."""
@@ -541,27 +546,27 @@ class Pipeline:
     def _backpressure(self, now: float) -> None:
         """Pause every assigned partition when Gameball cannot keep up; resume after.
 
-        Two triggers: no batch could be sent for `BLOCKED_PAUSE_S` while a full one
-        waits (the loop stops reading ahead at once, but must go on polling to stay in
-        the group), or the window holds `max_buffered_events`. Sending at the rate
-        limit is progress, not a stall: pausing would throw away librdkafka's prefetch.
+        The loop stops reading ahead at once when held back (`_held_back`); it pauses
+        only when that lasted `BLOCKED_PAUSE_S` without a batch sent, because it must go
+        on polling to stay in the group. A pause throws librdkafka's prefetch away, so
+        short waits (customers in flight at the rate limit) must not cause one.
         """
         buffered = self._window.buffered
         bound = self._s.batch.max_buffered_events
-        blocked = self._blocked()
-        if not blocked:
+        held = self._held_back()
+        if not held:
             self._blocked_since = None
         elif self._blocked_since is None:
             self._blocked_since = now
-        stuck = blocked and now - (self._blocked_since or now) >= BLOCKED_PAUSE_S
-        if not self._paused and (buffered >= bound or stuck):
+        stuck = held and now - (self._blocked_since or now) >= BLOCKED_PAUSE_S
+        if not self._paused and stuck:
             self._paused = True
             n = self._source.pause_all()
             log.info(
                 "paused partitions: Gameball is not keeping up",
                 extra={"buffered": buffered, "partitions": n, "inflight": self._inflight},
             )
-        elif self._paused and not blocked and buffered <= bound // 2:
+        elif self._paused and not self._blocked() and buffered <= bound // 2:
             self._paused = False
             n = self._source.resume_all()
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})

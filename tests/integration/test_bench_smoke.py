@@ -67,3 +67,16 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     assert "naive peer" in proc.stdout
     png = tmp_path / "benchmark.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.integration
+def test_hotpath_measures_the_loop_work_of_every_event() -> None:
+    """`python -m bench.hotpath` (no broker): exits 0, so every event went through the
+    loop's work and was completed, and reports a plausible CPU figure per event."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--records", "3000", "--repeats", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figure = float(proc.stdout.split("loop-thread work: ")[1].split(" us/event")[0])
+    assert 0.5 < figure < 500, proc.stdout  # microseconds of Python per event

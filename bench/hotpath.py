@@ -1,0 +1,101 @@
+"""The poll loop's own work per event, in one process: no broker, no HTTP, no threads.
+
+Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pipeline`
+with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
+one partition (as `consume` returns them), and for every consumed batch of 1,000 does
+what the loop thread does: `_ingest` (decode, map, window), `take`, `encode_batch` (a
+sender thread's share) and `_completed` (acks, offsets). Prints the CPU
+(time.process_time) per event, best of K runs.
+
+The figure isolates the Python the connector adds per event from what a real run adds
+around it (librdkafka, HTTP, job tracking, other threads, other processes on the cores),
+so that a hot-path change can be measured in seconds and without the noise of a full
+`bench.run`. Called by hand; the before/after figures are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+from prometheus_client import CollectorRegistry
+
+from bench.dataset import records
+from bench.mapping_bench import BENCH_ROUTE
+from connector.config import parse
+from connector.gameball import GameballClient, encode_batch
+from connector.mapping import Mapper
+from connector.pipeline import Pipeline
+from connector.records import SourceRecord
+from connector.sender import Delivery
+from connector.telemetry import Health, Metrics
+
+PARTITIONS = 6
+RUN = 200  # records of one partition in a row, as a consumed batch holds them
+CONSUME_BATCH = 1000
+
+
+def build() -> Pipeline:
+    """A pipeline with the benchmark's route; nothing is connected until `run`."""
+    route = {**BENCH_ROUTE, "topic": "orders"}
+    config = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["orders"]},
+        "gameball": {"base_url": "http://127.0.0.1:1", "api_key": "key-123456",
+                     "secret_key": "secret-123456", "rate_limit": {"enabled": False},
+                     "job_tracking": {"enabled": False}},
+        "batch": {"max_items": 1000, "linger_ms": 0},
+        "mappings": [route],
+    }
+    settings = parse(json.dumps(config), {})
+    pipeline = Pipeline(settings, Mapper(settings.mappings), GameballClient(settings.gameball, 1),
+                        Metrics(CollectorRegistry()), Health(60))
+    pipeline._on_assign([("orders", p) for p in range(PARTITIONS)])
+    return pipeline
+
+
+def once(count: int, customers: int, seed: int) -> float:
+    """CPU seconds per event for one pass over `count` records."""
+    now_ms = int(time.time() * 1000)
+    recs = [SourceRecord("orders", value, (i // RUN) % PARTITIONS, i, timestamp_ms=now_ms)
+            for i, (_key, value) in enumerate(records(count, customers, seed))]
+    pipeline = build()
+    window = pipeline._window
+    gc.collect()
+    gc.disable()  # as the CLI runs the loop
+    try:
+        events = 0
+        started = time.process_time()
+        for i in range(0, count, CONSUME_BATCH):
+            pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
+            force = i + CONSUME_BATCH >= count
+            while (batch := window.take(time.monotonic(), force)) is not None:
+                encode_batch(batch)
+                pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
+                events += batch.event_count
+        pipeline._tracker.to_commit()
+        spent = time.process_time() - started
+    finally:
+        gc.enable()
+    if events != count:
+        raise SystemExit(f"hot path lost events: {events} of {count}")
+    return spent / events
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    runs = sorted(once(args.records, args.customers, args.seed) for _ in range(args.repeats))
+    print(f"loop-thread work: {runs[0] * 1e6:.2f} us/event (best of {args.repeats}; "
+          f"median {runs[len(runs) // 2] * 1e6:.2f}), {args.records:,} records, decode included")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -112,3 +112,26 @@ def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events(
     p._completed(Delivery(first, accepted=[(first.items, None)]))
     p._inflight_events = 0
     assert p._tracker.exposure() == 0 and p._can_send()
+
+
+def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_second() -> None:
+    """A pause throws librdkafka's prefetch away: at `max_buffered_events` the loop first
+    stops reading; only a second without a send pauses the partitions."""
+    b = Built(batch="{max_items: 10, linger_ms: 0, max_buffered_events: 5}")
+    p = b.pipeline
+    calls: list[str] = []
+    p._source.pause_all = lambda: calls.append("pause") or 1  # type: ignore[method-assign]
+    p._source.resume_all = lambda: calls.append("resume") or 1  # type: ignore[method-assign]
+    p._on_assign([("orders", 0)])
+    p._ingest([rec(i, {"type": "order", "customer": "c1", "id": i}) for i in range(6)])
+    assert p._held_back() and not p._blocked()  # 6 buffered, no full batch
+    p._backpressure(100.0)
+    p._backpressure(100.9)
+    assert calls == []  # held back, not yet paused
+    p._backpressure(101.0)
+    assert calls == ["pause"]
+    batch = take(b)
+    p._completed(Delivery(batch, accepted=[(batch.items, None)]))
+    assert not p._held_back()
+    p._backpressure(101.1)
+    assert calls == ["pause", "resume"]

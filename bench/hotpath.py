@@ -20,57 +20,56 @@ import gc
 import json
 import sys
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from bench.dataset import records
-from bench.mapping_bench import BENCH_ROUTE
+from bench.run import apply_overrides, parse_override
+from bench.services import connector_config
 from connector.config import parse
 from connector.gameball import GameballClient, encode_batch
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline
 from connector.records import SourceRecord
+from connector.sandbox.server import DEFAULT_API_KEY, DEFAULT_SECRET_KEY
 from connector.sender import Delivery
 from connector.telemetry import Health, Metrics
 
 PARTITIONS = 6
 RUN = 200  # records of one partition in a row, as a consumed batch holds them
 CONSUME_BATCH = 1000
+NOWHERE = "127.0.0.1:1"  # nothing is connected: the loop's work is called directly
+# The full run's settings except: no job tracking (no jobs exist without Gameball) and
+# no linger (batches are cut as soon as the records of a poll are in).
+OVERRIDES = [(["gameball", "job_tracking", "enabled"], False), (["batch", "linger_ms"], 0)]
 
 
-def build() -> Pipeline:
-    """A pipeline with the benchmark's route; nothing is connected until `run`."""
-    route = {**BENCH_ROUTE, "topic": "orders"}
-    config = {
-        "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["orders"]},
-        "gameball": {"base_url": "http://127.0.0.1:1", "api_key": "key-123456",
-                     "secret_key": "secret-123456", "rate_limit": {"enabled": False},
-                     "job_tracking": {"enabled": False}},
-        "batch": {"max_items": 1000, "linger_ms": 0},
-        "mappings": [route],
-    }
-    settings = parse(json.dumps(config), {})
+def build(overrides: list[tuple[list[str], Any]]) -> Pipeline:
+    """The benchmark's connector config (`bench.services.connector_config`) as a pipeline."""
+    config = connector_config(NOWHERE, "orders", "hotpath", f"http://{NOWHERE}",
+                              {"enabled": False})
+    apply_overrides(config, OVERRIDES + overrides)
+    env = {"GAMEBALL_API_KEY": DEFAULT_API_KEY, "GAMEBALL_SECRET_KEY": DEFAULT_SECRET_KEY}
+    settings = parse(json.dumps(config), env)
     pipeline = Pipeline(settings, Mapper(settings.mappings), GameballClient(settings.gameball, 1),
                         Metrics(CollectorRegistry()), Health(60))
     pipeline._on_assign([("orders", p) for p in range(PARTITIONS)])
     return pipeline
 
 
-def once(count: int, customers: int, seed: int) -> float:
-    """CPU seconds per event for one pass over `count` records."""
-    now_ms = int(time.time() * 1000)
-    recs = [SourceRecord("orders", value, (i // RUN) % PARTITIONS, i, timestamp_ms=now_ms)
-            for i, (_key, value) in enumerate(records(count, customers, seed))]
-    pipeline = build()
+def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> float:
+    """CPU seconds per event for one pass over `recs` through a fresh pipeline."""
+    pipeline = build(overrides)
     window = pipeline._window
     gc.collect()
     gc.disable()  # as the CLI runs the loop
     try:
         events = 0
         started = time.process_time()
-        for i in range(0, count, CONSUME_BATCH):
+        for i in range(0, len(recs), CONSUME_BATCH):
             pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
-            force = i + CONSUME_BATCH >= count
+            force = i + CONSUME_BATCH >= len(recs)
             while (batch := window.take(time.monotonic(), force)) is not None:
                 encode_batch(batch)
                 pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
@@ -79,8 +78,8 @@ def once(count: int, customers: int, seed: int) -> float:
         spent = time.process_time() - started
     finally:
         gc.enable()
-    if events != count:
-        raise SystemExit(f"hot path lost events: {events} of {count}")
+    if events != len(recs):
+        raise SystemExit(f"hot path lost events: {events} of {len(recs)}")
     return spent / events
 
 
@@ -90,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        type=parse_override, metavar="PATH=VALUE",
+                        help="change one connector setting, as in bench.run")
     args = parser.parse_args(argv)
-    runs = sorted(once(args.records, args.customers, args.seed) for _ in range(args.repeats))
+    now_ms = int(time.time() * 1000)
+    recs = [SourceRecord("orders", value, (i // RUN) % PARTITIONS, i, timestamp_ms=now_ms)
+            for i, (_key, value) in enumerate(records(args.records, args.customers, args.seed))]
+    runs = sorted(once(recs, args.overrides) for _ in range(args.repeats))
     print(f"loop-thread work: {runs[0] * 1e6:.2f} us/event (best of {args.repeats}; "
           f"median {runs[len(runs) // 2] * 1e6:.2f}), {args.records:,} records, decode included")
     return 0

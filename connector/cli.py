@@ -16,17 +16,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from connector import __version__, demo, dryrun
 from connector.config import Settings, load
+from connector.mapping import Mapper
 from connector.records import ConfigError
 from connector.sandbox import command
-
-if TYPE_CHECKING:
-    from connector.mapping import Mapper
 
 log = logging.getLogger("connector")
 
@@ -35,8 +32,6 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 def _load_checked(path: str) -> tuple[Settings, Mapper]:
     """Load the config and compile the mapping: every start-up problem, before connecting."""
-    from connector.mapping import Mapper
-
     settings = load(path)
     return settings, Mapper(settings.mappings, settings.topic_settings)
 

@@ -60,7 +60,6 @@ class KafkaSettings(_Model):
     _check_regex = field_validator("topic_pattern")(check_regex)
 
 
-
 class RateLimitSettings(_Model):
     """Gameball's two documented windows for Events (docs: 100/s and 1,200/30 s)."""
 

@@ -149,16 +149,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def encode_batch(batch: Batch) -> bytes:
     """`{"body": [{"customerId", "events"}, ...]}` for Send Events Batch Job."""
-    body: list[dict[str, Any]] = []
-    append = body.append
-    for item in batch.items:
-        events = item.events
-        if len(events) == 1:  # the common item: inlined Item.body (once per event sent)
-            for name, ev in events.items():
-                append({"customerId": item.customer_id, "events": {name: ev.metadata}})
-        else:
-            append(item.body())
-    return orjson.dumps({"body": body})
+    return orjson.dumps({"body": [item.body() for item in batch.items]})
 
 
 def encode_item(batch: Batch) -> bytes:

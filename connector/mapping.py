@@ -761,7 +761,7 @@ class _Route:
         # `{name: X}` sends event X, even for X = "skip" or "dead_letter".
         fixed = s.event_default
         self.fixed_event = fixed.name if isinstance(fixed, FixedEvent) else None
-        self.event_default = fixed if isinstance(fixed, str) else "dead_letter"
+        self.skip_unmapped = fixed == "skip"
 
         plain: list[tuple[str, Getter]] = []
         fields: list[_Field] = []
@@ -968,7 +968,7 @@ class _Route:
                 return _FILTERED if mapped is None else mapped
         if self.fixed_event is not None:
             return self.fixed_event
-        if self.event_default == "skip":
+        if self.skip_unmapped:
             return _FILTERED
         if text is None:
             return MappingError(
@@ -1069,7 +1069,7 @@ def _decode_error(decode: Decoder, raw: bytes | str) -> DecodeError:
 class _Plan:
     """What to do with one topic's records, worked out on the first record of the topic."""
 
-    __slots__ = ("decoders", "routes", "single", "unmatched")
+    __slots__ = ("decoders", "one", "routes", "single", "unmatched")
 
     def __init__(
         self,
@@ -1083,6 +1083,8 @@ class _Plan:
         if self.single is decode_json:
             self.single = orjson.loads  # the same result without a wrapper call
         self.unmatched = unmatched
+        # One route, one decoder (the common topic): a closure without the route loop.
+        self.one: Callable[[RecordLike], Any] | None = None
 
     def unmatched_result(self, topic: str | None) -> Skip | MappingError:
         if self.unmatched == "dead_letter":
@@ -1092,6 +1094,40 @@ class _Plan:
                 detail = f"no route is configured for topic {topic!r}"
             return MappingError("unmatched", detail)
         return SKIP_UNMATCHED
+
+    def failed_decode(self, raw: bytes | str, exc: Exception) -> DecodeError:
+        """A value `single` could not decode: the decoder's own DecodeError as it is;
+        orjson's is worded by the decoder (one more decode, for bad records only)."""
+        err = exc if isinstance(exc, DecodeError) else _decode_error(self.decoders[0], raw)
+        err.route = self.routes[0].name
+        return err
+
+
+def _one_route(plan: _Plan, topic: str | None) -> Callable[[RecordLike], Any]:
+    """`map` for a topic with one route and one decoder, except that a single event comes
+    back bare, not in a list: the pipeline calls it per record (`Mapper.for_topic`)."""
+    decode = plan.single
+    assert decode is not None and len(plan.routes) == 1
+    apply = plan.routes[0].apply
+    unmatched = plan.unmatched_result
+    failed = plan.failed_decode
+
+    def map_one(record: RecordLike) -> Any:
+        raw = record.value()
+        if raw is None:
+            return SKIP_TOMBSTONE
+        try:
+            value = decode(raw)
+        except Exception as exc:
+            return failed(raw, exc)
+        out = apply(value, record)
+        if out is None:
+            return unmatched(topic)
+        if out is _FILTERED:
+            return SKIP_FILTERED
+        return out  # an Event or a RecordError
+
+    return map_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -1174,6 +1210,8 @@ class Mapper:
             chosen.append((route, decoder_for(fmt, self._extra_decoders)))
         unmatched = own.unmatched if name in self._topics else star.unmatched
         plan = _Plan(chosen, unmatched)
+        if plan.single is not None and len(plan.routes) == 1:
+            plan.one = _one_route(plan, topic)
         self._plans[topic] = plan
         return plan
 
@@ -1187,25 +1225,22 @@ class Mapper:
         plan = self._plans.get(topic)
         if plan is None:
             plan = self._plan(topic)
+        if plan.one is not None:
+            out = plan.one(record)
+            return [out] if out.__class__ is Event else out
         raw = record.value()
         if raw is None:
             return SKIP_TOMBSTONE
         decode = plan.single
         if decode is None:
             return self._map_general(record, plan, None)
-        routes = plan.routes
         try:
             value = decode(raw)
-        except DecodeError as err:  # the decoder's own error: already worded
-            err.route = routes[0].name
-            return err
-        except Exception:  # orjson's own error on the hot path: let the decoder word it
-            failed = _decode_error(plan.decoders[0], raw)
-            failed.route = routes[0].name
-            return failed
+        except Exception as exc:
+            return plan.failed_decode(raw, exc)
         events: list[Event] = []
         filtered = False
-        for route in routes:
+        for route in plan.routes:
             out = route.apply(value, record)
             if out is None:
                 continue
@@ -1220,37 +1255,10 @@ class Mapper:
         return SKIP_FILTERED if filtered else plan.unmatched_result(topic)
 
     def for_topic(self, topic: str | None) -> Callable[[RecordLike], Any]:
-        """`map` for the records of one topic, as the pipeline's hot path calls it.
-
-        The result is `map`'s, except that a single event comes back bare, not in a list
-        (no list per record). A topic with one route and one decoder gets a closure
-        without the per-record plan lookup and route loop; anything else, and every
-        decode error (worded by `map`), takes `map` itself.
-        """
+        """The pipeline's per-record function for one topic: `map`'s result, except that
+        a single event comes back bare (no list per record) on a one-route topic."""
         plan = self._plans.get(topic) or self._plan(topic)
-        decode = plan.single
-        if decode is None or len(plan.routes) != 1:
-            return self.map
-        apply = plan.routes[0].apply
-        slow = self.map
-        unmatched = plan.unmatched_result
-
-        def map_one(record: RecordLike) -> Any:
-            raw = record.value()
-            if raw is None:
-                return SKIP_TOMBSTONE
-            try:
-                value = decode(raw)
-            except Exception:
-                return slow(record)
-            out = apply(value, record)
-            if out is None:
-                return unmatched(topic)
-            if out is _FILTERED:
-                return SKIP_FILTERED
-            return out  # an Event or a RecordError
-
-        return map_one
+        return plan.one or self.map
 
     def explain(
         self, record: RecordLike

@@ -9,10 +9,11 @@ Commit protocol (the only place offsets are committed; docs/architecture.md):
      progress) the lowest not-done offset of each partition, or last read + 1, is
      committed asynchronously; on revoke and shutdown synchronously, after waiting
      (bounded by `shutdown.drain_seconds`) for what is in flight.
-Backpressure is data, not sleep: while a whole batch waits for a send slot the loop
-stops reading ahead; if that lasts `BLOCKED_PAUSE_S`, or the window holds
-`max_buffered_events`, the assigned partitions are paused and the loop keeps polling
-(the consumer stays in its group). Sender threads do the waiting (rate limit, retries).
+Backpressure is data, not sleep: while a whole batch waits for a send slot, or the
+window holds `max_buffered_events`, the loop stops reading ahead; if that lasts
+`BLOCKED_PAUSE_S` without a batch sent, the assigned partitions are paused and the loop
+keeps polling (the consumer stays in its group). Sender threads do the waiting (rate
+limit, retries).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is
 # all every 10 minutes.
 GC_INTERVAL_S = 120.0
 GC_FULL_INTERVAL_S = 600.0
-BLOCKED_PAUSE_S = 1.0  # no batch sent for this long while one waits: pause the partitions
+BLOCKED_PAUSE_S = 1.0  # held back this long without a batch sent: pause the partitions
 
 
 class MapperLike(Protocol):
@@ -195,7 +196,7 @@ class Pipeline:
         # one batch below the limit, so the batch about to go cannot pass it
         self._exposure_cap = settings.batch.resend_limit - max_items
         self._paused = False
-        self._blocked_since: float | None = None
+        self._held_since: float | None = None
         self._dlq_pending = 0
         self._next_commit = 0.0
         self._accepted_events = 0
@@ -369,7 +370,7 @@ class Pipeline:
                 break
             self._inflight_events += batch.event_count
             self._inflight += 1
-            self._blocked_since = None  # progress: a wait for a slot starts afresh
+            self._held_since = None  # progress: a wait for a slot starts afresh
             fut = self._executor.submit(self._sender.deliver, batch)
             fut.add_done_callback(self._done.put)
         self._m.inflight.set(self._inflight)
@@ -417,7 +418,7 @@ class Pipeline:
             self._m.events_accepted.labels(self._endpoint).inc(n)
             if oldest != _NO_TIMESTAMP:
                 self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
-            if jobs is not None and job_id is not None:
+            if jobs is not None and job_id is not None:  # as `tracked`, spelt for mypy
                 jobs.submit(job_id, items)
         for item, answer in delivery.rejected:
             for ev in item.events.values():
@@ -555,10 +556,10 @@ class Pipeline:
         bound = self._s.batch.max_buffered_events
         held = self._held_back()
         if not held:
-            self._blocked_since = None
-        elif self._blocked_since is None:
-            self._blocked_since = now
-        stuck = held and now - (self._blocked_since or now) >= BLOCKED_PAUSE_S
+            self._held_since = None
+        elif self._held_since is None:
+            self._held_since = now
+        stuck = held and now - (self._held_since or now) >= BLOCKED_PAUSE_S
         if not self._paused and stuck:
             self._paused = True
             n = self._source.pause_all()

@@ -117,6 +117,11 @@ class Item:
         self.events: dict[str, Event] = {} if events is None else events
 
     def body(self) -> dict[str, Any]:
+        """The item as Gameball takes it; called by the encoders once per item sent."""
+        events = self.events
+        if len(events) == 1:  # the common item: no comprehension frame
+            for name, ev in events.items():
+                return {"customerId": self.customer_id, "events": {name: ev.metadata}}
         return {
             "customerId": self.customer_id,
             "events": {name: ev.metadata for name, ev in self.events.items()},

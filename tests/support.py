@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from connector.sandbox.server import DEFAULT_API_KEY as API_KEY
-from connector.sandbox.server import DEFAULT_SECRET_KEY as SECRET_KEY
+from connector.sandbox.server import DEFAULT_API_KEY, DEFAULT_SECRET_KEY
 
+API_KEY = DEFAULT_API_KEY  # re-exported for the tests
+SECRET_KEY = DEFAULT_SECRET_KEY
 BIN = Path(sys.executable).parent / "gameball-connector"
 
 
@@ -115,8 +117,32 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
 def committed_to_end(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> bool:
     """The group's commits reached `ends` (from `produce`) on every partition that got
     records (one without records has nothing to commit: -1001)."""
+    assert ends, "no end offsets: nothing was produced, so nothing can be committed"
     got = committed(bootstrap, group, topic, max(ends, default=-1) + 1)
     return all(got.get(p) == end for p, end in ends.items())
+
+
+def stop_when_committed(
+    proc: ConnectorProcess,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    ends: dict[int, int],
+    timeout: float = 60.0,
+    every: float = 0.1,
+) -> None:
+    """Wait until the group's commits reach `ends`, then stop `proc` cleanly (exit 0)."""
+    wait_until(
+        lambda: committed_to_end(bootstrap, group, topic, ends), timeout,
+        "committed offsets == end offsets", every=every,
+    )
+    proc.stop()
+
+
+def delivered_orders(items: Iterable[dict[str, Any]]) -> Counter[str]:
+    """The `order_id` of every event in the sandbox `items`, with multiplicity (the
+    default mapping of `connector_config` puts the order's id there)."""
+    return Counter(meta["order_id"] for item in items for meta in item["events"].values())
 
 
 def max_in_window(times: list[float], seconds: float) -> int:
@@ -243,6 +269,20 @@ class ConnectorProcess:
         code = self.proc.wait(timeout)
         self._log.close()
         return code
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, then expect exit code 0 within `timeout` seconds."""
+        self.signal(signal.SIGTERM)
+        code = self.wait(timeout)
+        assert code == 0, f"exit {code}: {self.text()[-3000:]}"
+
+    def __enter__(self) -> ConnectorProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -9,6 +9,7 @@ and the numbers are plausible measurements (not zeros, not placeholders).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,5 +79,31 @@ def test_hotpath_measures_the_loop_work_of_every_event() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    figure = float(proc.stdout.split("loop-thread work: ")[1].split(" us/event")[0])
-    assert 0.5 < figure < 500, proc.stdout  # microseconds of Python per event
+    found = re.search(r"loop-thread work: ([\d.]+) us/event", proc.stdout)
+    assert found, proc.stdout
+    assert 0.5 < float(found[1]) < 500, proc.stdout  # microseconds of Python per event
+
+
+@pytest.mark.integration
+def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
+    """`python -m bench.mapping_bench --json`: a row per example mapping (event records and
+    all samples) plus the two plain-path cases, each with positive figures; it exits
+    non-zero when the fast and the pure-JMESPath builds map any record differently."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.mapping_bench", "--json", "--seconds", "0.02"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-1000:]
+    rows = {row["case"]: row for row in json.loads(proc.stdout)}
+    examples = sorted(p.name for p in (ROOT / "config" / "examples").iterdir()
+                      if (p / "config.yaml").is_file())
+    assert examples
+    wanted = {"six plain lookups", "when + three paths"} | {
+        f"{name} ({kind})" for name in examples for kind in ("event records", "all samples")
+    }
+    assert set(rows) == wanted
+    for case, row in rows.items():
+        assert row["records"] > 0, case
+        assert row["fast_us_per_record"] > 0 and row["jmespath_us_per_record"] > 0, case
+        assert row["speedup"] == pytest.approx(
+            row["jmespath_us_per_record"] / row["fast_us_per_record"], rel=0.02), case

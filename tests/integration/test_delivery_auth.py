@@ -14,12 +14,14 @@ from pathlib import Path
 from connector.localbroker import LocalBroker
 from connector.sandbox.server import SandboxServer
 from tests.support import (
+    SECRET_KEY,
     ConnectorProcess,
     by_customer,
     committed,
     connector_config,
     orders,
     produce,
+    read_all,
     unique,
     wait_until,
 )
@@ -56,8 +58,7 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
             dead_letter={"topic": dlq},
             shutdown={"drain_seconds": DRAIN},
         )
-        proc = ConnectorProcess(config, tmp_path, env={"GAMEBALL_API_KEY": WRONG_KEY}).start()
-        try:
+        with ConnectorProcess(config, tmp_path, env={"GAMEBALL_API_KEY": WRONG_KEY}) as proc:
             port = proc.metrics_port()
             # It keeps trying (well past max_attempts: credentials never exhaust retries)...
             wait_until(
@@ -86,15 +87,14 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
             # A halted batch can never finish: SIGTERM waits the drain time once, then
             # abandons it (it is re-read next time) and exits 0.
             stopping = time.monotonic()
-            proc.signal()
-            assert proc.wait(30) == 0
+            proc.stop()
             stop_seconds = time.monotonic() - stopping
             assert stop_seconds < DRAIN + 3.0, stop_seconds
-        finally:
-            proc.kill()
 
     # Not even at shutdown: what Gameball never accepted stays uncommitted.
     assert nothing_committed(broker, group, topic)
+    # ...nor dead-lettered: a wrong key is not the records' fault.
+    assert read_all(broker.bootstrap, dlq, quiet=2.0) == []
     errors = [e for e in proc.logs() if e.get("level") == "ERROR"]
     assert len(errors) == 1  # loud once, then at most once per minute
     # what the minute swallowed is not lost: shutdown logs the count
@@ -102,4 +102,4 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
                   if e.get("msg") == "suppressed repeats" and e.get("key") == "halt"]
     assert summary["repeated"] >= 5  # at least 6 refusals, one of them logged
     assert WRONG_KEY not in proc.text()
-    assert "sandbox-secret-key" not in proc.text()
+    assert SECRET_KEY not in proc.text()

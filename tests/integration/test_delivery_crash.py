@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 from connector.localbroker import LocalBroker
@@ -20,10 +19,11 @@ from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
     by_customer,
-    committed_to_end,
     connector_config,
+    delivered_orders,
     orders,
     produce,
+    stop_when_committed,
     unique,
     wait_until,
 )
@@ -33,10 +33,6 @@ RECORDS = 40_000  # the issue's number
 KILLS = 3
 MAX_ITEMS, MAX_IN_FLIGHT = 100, 4
 BOUND = MAX_IN_FLIGHT * MAX_ITEMS  # batch.max_resend_events: re-sent events allowed per kill
-
-
-def order_ids(items: list[dict[str, object]]) -> list[str]:
-    return [meta["order_id"] for item in items for meta in item["events"].values()]  # type: ignore[attr-defined]
 
 
 def test_three_sigkills_lose_nothing_and_resend_little(
@@ -59,40 +55,32 @@ def test_three_sigkills_lose_nothing_and_resend_little(
         )
         boundaries = []  # items stored before each restart
         for run in range(KILLS):
-            proc = ConnectorProcess(config, tmp_path, name=f"run{run}").start()
-            try:
+            with ConnectorProcess(config, tmp_path, name=f"run{run}") as proc:
                 base = sandbox.state.item_count()
                 wait_until(lambda b=base: sandbox.state.item_count() > b + MAX_ITEMS, 30,  # type: ignore[misc]
                            f"run {run} delivering")
                 time.sleep(rnd.uniform(0.0, 1.0))  # the random moment of the kill
                 proc.signal(signal.SIGKILL)
                 assert proc.wait(10) == -signal.SIGKILL
-            finally:
-                proc.kill()
             # requests already on the wire still land at the sandbox: count them in
             wait_until(lambda: sandbox.stats(arrivals=False)["in_flight"] == 0, 10,
                        "the killed process's requests to finish")
             boundaries.append(sandbox.state.item_count())
         assert boundaries[-1] < RECORDS, "the run ended before the last kill"
 
-        final = ConnectorProcess(config, tmp_path, name="final").start()
-        try:
-            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
-                       90, "committed offsets == end offsets", every=0.5)
-            final.signal()
-            assert final.wait(30) == 0
-        finally:
-            final.kill()
+        with ConnectorProcess(config, tmp_path, name="final") as final:
+            stop_when_committed(final, broker.bootstrap, group, topic, ends,
+                                timeout=90, every=0.5)
         items = sandbox.items()
 
-    ids = order_ids(items)
-    counts = Counter(ids)
+    counts = delivered_orders(items)
     assert set(counts) == {f"o-{i}" for i in range(RECORDS)}, "events missing"
     per_kill = []
     for k, start in enumerate(boundaries):
-        before = set(order_ids(items[:start]))
+        before = set(delivered_orders(items[:start]))
         end = boundaries[k + 1] if k + 1 < len(boundaries) else len(items)
-        per_kill.append(sum(1 for i in order_ids(items[start:end]) if i in before))
+        per_kill.append(sum(n for i, n in delivered_orders(items[start:end]).items()
+                            if i in before))
     total = sum(n - 1 for n in counts.values())
     print(f"crash (seed {seed}): re-sent per kill {per_kill}, total duplicates {total}")
     assert all(n < BOUND for n in per_kill), (per_kill, f"seed {seed}")  # "below" (issue 4)

@@ -7,7 +7,7 @@ topic with Gameball's error object in headers, and commit everything.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,13 @@ from connector.sandbox.server import SandboxServer
 from tests.support import (
     ConnectorProcess,
     by_customer,
-    committed_to_end,
     connector_config,
+    delivered_orders,
     orders,
     produce,
     read_all,
+    stop_when_committed,
     unique,
-    wait_until,
 )
 
 PARTITIONS = 3
@@ -52,20 +52,12 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
             batch={"max_items": 100, "linger_ms": 50, "max_in_flight": 4},
             dead_letter={"topic": dlq},
         )
-        proc = ConnectorProcess(config, tmp_path).start()
-        try:
-            wait_until(
-                lambda: committed_to_end(broker.bootstrap, group, topic, ends), 60,
-                "committed offsets == end offsets", every=0.5,
-            )
-            proc.signal()
-            assert proc.wait(30) == 0
-        finally:
-            proc.kill()
+        with ConnectorProcess(config, tmp_path) as proc:
+            stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60, every=0.5)
         items = sandbox.items()
         stats = sandbox.stats()
 
-    got = Counter(meta["order_id"] for item in items for meta in item["events"].values())
+    got = delivered_orders(items)
     assert set(got) == good_orders  # every other item of the rejected batches arrived
     assert max(got.values()) == 1  # ...once: no faults here, so no duplicates either
     assert not BAD & {item["customerId"] for item in items}
@@ -120,19 +112,25 @@ def test_exhausted_retries_dead_letter_whole_batches(broker: LocalBroker, tmp_pa
             batch={"max_items": 100, "linger_ms": 50, "max_in_flight": 2},
             dead_letter={"topic": dlq},
         )
-        proc = ConnectorProcess(config, tmp_path).start()
-        try:
-            wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends), 40,
-                       "committed offsets == end offsets", every=0.5)
-            proc.signal()
-            assert proc.wait(30) == 0
-        finally:
-            proc.kill()
-        requests = sandbox.stats()["requests_total"]
-    assert requests == 2 * 2  # two batches of 100, two attempts each, never split
+        with ConnectorProcess(config, tmp_path) as proc:
+            stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=40, every=0.5)
+        arrivals = sandbox.stats()["arrivals"]
     letters = read_all(broker.bootstrap, dlq, quiet=2.0)
-    assert len(letters) == len(records)
-    for msg in letters:
+    letter_ids = [orjson.loads(m.value())["id"] for m in letters]
+    assert len(letter_ids) == len(records)  # each record exactly once...
+    assert set(letter_ids) == {r["id"] for r in records}  # ...and every one of them
+    # A 408 answer stores nothing, so the sandbox cannot count a request's items; each
+    # dead letter names the request that gave up instead (its last attempt).
+    by_request: defaultdict[str, list[str]] = defaultdict(list)
+    for msg, order_id in zip(letters, letter_ids, strict=True):
         headers = {k: v.decode() for k, v in msg.headers() or [] if v is not None}
         assert headers["gameball.error.reason"] == "retries_exhausted"
         assert headers["gameball.error.status"] == "408"
+        by_request[headers["gameball.error.requestId"]].append(order_id)
+    # Never split: every request that gave up carried a whole batch of 100...
+    assert sorted(len(ids) for ids in by_request.values()) == [100, 100], by_request.keys()
+    sends = [a for a in arrivals if a["path"].endswith("/batch/events")]
+    assert sends and all(a["status"] == 408 for a in sends), sends
+    assert set(by_request) <= {a["requestId"] for a in sends}
+    # ...and only those batches were ever sent: two attempts each (max_attempts).
+    assert len(arrivals) == len(sends) == 2 * len(by_request), arrivals

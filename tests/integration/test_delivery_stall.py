@@ -19,6 +19,7 @@ from tests.support import (
     by_customer,
     committed_to_end,
     connector_config,
+    delivered_orders,
     orders,
     produce,
     unique,
@@ -58,9 +59,8 @@ def test_a_60s_stall_keeps_the_group_and_memory_bounded(
         )
         sandbox.set_faults(Faults(stall_seconds=STALL_SECONDS))
         stall_ends = time.monotonic() + STALL_SECONDS
-        proc = ConnectorProcess(config, tmp_path).start()
-        assert proc.proc is not None
-        try:
+        with ConnectorProcess(config, tmp_path) as proc:
+            assert proc.proc is not None
             wait_until(lambda: any(e.get("msg") == "partitions assigned" for e in proc.logs()),
                        20, "the first assignment")
             # During the stall: paused, nothing accepted, still in the group.
@@ -71,16 +71,12 @@ def test_a_60s_stall_keeps_the_group_and_memory_bounded(
             during = peak_rss_mib(proc.proc.pid)
             # After it: everything arrives and is committed.
             wait_until(lambda: sandbox.stats(arrivals=False)["items_accepted"] >= RECORDS
-                       and len({m["order_id"] for it in sandbox.items()
-                                for m in it["events"].values()}) == RECORDS,
+                       and len(delivered_orders(sandbox.items())) == RECORDS,
                        60, "every event after the stall", every=1.0)
             wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        30, "committed offsets == end offsets")
-            peak = peak_rss_mib(proc.proc.pid)
-            proc.signal()
-            assert proc.wait(30) == 0
-        finally:
-            proc.kill()
+            peak = peak_rss_mib(proc.proc.pid)  # before stopping: read from /proc
+            proc.stop()
 
     logs = proc.logs()
     assignments = [e for e in logs if e.get("msg") == "partitions assigned"]

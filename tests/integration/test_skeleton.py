@@ -21,9 +21,9 @@ from connector.sandbox.server import SandboxServer
 from tests.support import (
     SECRET_KEY,
     ConnectorProcess,
-    committed_to_end,
     connector_config,
     produce,
+    stop_when_committed,
     unique,
     wait_until,
 )
@@ -37,7 +37,7 @@ def sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
-def orders(n: int, customers: int, seed: int = 7) -> list[dict[str, Any]]:
+def mixed_orders(n: int, customers: int, seed: int = 7) -> list[dict[str, Any]]:
     """Order records; every 10th is another type the route filters out."""
     rnd = random.Random(seed)
     return [
@@ -86,42 +86,26 @@ def run_to_the_end(
     ends: dict[int, int],
 ) -> None:
     """Restart the connector and stop it cleanly once everything arrived and is committed."""
-    second = ConnectorProcess(config, tmp_path, "second").start()
-    try:
+    with ConnectorProcess(config, tmp_path, "second") as second:
         wait_until(lambda: set(delivered(sandbox)) >= set(want), 90, "every event")
-        wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends), 30,
-                   "offsets at end")
-        second.signal(signal.SIGTERM)
-        assert second.wait(30) == 0
-    finally:
-        second.kill()
+        stop_when_committed(second, broker.bootstrap, group, topic, ends, timeout=30)
 
 
 def test_every_event_arrives_exactly_once_and_offsets_reach_the_end(
     broker: LocalBroker, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    records = orders(12_000, customers=3_000)  # many customers repeat: same-name events
+    records = mixed_orders(12_000, customers=3_000)  # many customers repeat: same-name events
     topic, ends = setup_topic(broker, records)
     group = unique("g")
     want = expected_events(records)
-    proc = ConnectorProcess(
-        connector_config(broker.bootstrap, sandbox.url, topic, group), tmp_path
-    ).start()
-    try:
+    config = connector_config(broker.bootstrap, sandbox.url, topic, group)
+    with ConnectorProcess(config, tmp_path) as proc:
         wait_until(
             lambda: sum(delivered(sandbox).values()) >= sum(want.values()),
             60,
             "every event at the sandbox",
         )
-        wait_until(
-            lambda: committed_to_end(broker.bootstrap, group, topic, ends),
-            30,
-            "committed offsets at the end offsets",
-        )
-        proc.signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        proc.kill()
+        stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=30)
     assert delivered(sandbox) == want  # exactly once, none merged or overwritten
     stats = sandbox.stats(arrivals=False)
     assert 0 < stats["max_items_per_request"] <= 1000
@@ -132,7 +116,7 @@ RESEND = 4 * 500  # batch.max_resend_events of the SIGKILL test
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
-    records = orders(20_000, customers=5_000, seed=11)
+    records = mixed_orders(20_000, customers=5_000, seed=11)
     topic, ends = setup_topic(broker, records)
     group = unique("g")
     want = expected_events(records)
@@ -142,13 +126,10 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_
             broker.bootstrap, sandbox.url, topic, group,
             batch={"max_items": 500, "max_resend_events": RESEND},
         )
-        first = ConnectorProcess(config, tmp_path, "first").start()
-        try:
+        with ConnectorProcess(config, tmp_path, "first") as first:
             wait_until(lambda: sum(delivered(sandbox).values()) >= 3_000, 60, "some deliveries")
             first.signal(signal.SIGKILL)
             first.wait(10)
-        finally:
-            first.kill()
         assert sum(delivered(sandbox).values()) < sum(want.values()), "killed too late"
         run_to_the_end(config, tmp_path, sandbox, want, broker, group, topic, ends)
         got = delivered(sandbox)
@@ -161,7 +142,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(broker: LocalBroker, tmp_
 def test_sigterm_drains_exits_zero_and_restart_sends_no_duplicates(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    records = orders(20_000, customers=5_000, seed=13)
+    records = mixed_orders(20_000, customers=5_000, seed=13)
     topic, ends = setup_topic(broker, records)
     group = unique("g")
     want = expected_events(records)
@@ -174,15 +155,11 @@ def test_sigterm_drains_exits_zero_and_restart_sends_no_duplicates(
             batch={"max_items": 500},
             shutdown={"drain_seconds": 20},
         )
-        first = ConnectorProcess(config, tmp_path, "first").start()
-        try:
+        with ConnectorProcess(config, tmp_path, "first") as first:
             wait_until(lambda: sum(delivered(sandbox).values()) >= 3_000, 60, "some deliveries")
             sent_at = time.monotonic()
-            first.signal(signal.SIGTERM)
-            assert first.wait(25) == 0
+            first.stop(25)
             assert time.monotonic() - sent_at < 20 + 5, "exit within the drain time"
-        finally:
-            first.kill()
         before = sum(delivered(sandbox).values())
         assert before < sum(want.values()), "stopped too late to test a restart"
         run_to_the_end(config, tmp_path, sandbox, want, broker, group, topic, ends)
@@ -192,7 +169,7 @@ def test_sigterm_drains_exits_zero_and_restart_sends_no_duplicates(
 def test_events_endpoint_sends_one_customer_per_request(
     broker: LocalBroker, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    records = orders(300, customers=40, seed=5)
+    records = mixed_orders(300, customers=40, seed=5)
     topic, ends = setup_topic(broker, records)
     group = unique("g")
     want = expected_events(records)
@@ -205,14 +182,8 @@ def test_events_endpoint_sends_one_customer_per_request(
         batch={"max_in_flight": 8},
     )
     config["gameball"].pop("secret_key")
-    proc = ConnectorProcess(config, tmp_path).start()
-    try:
-        wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends), 60,
-                   "offsets at end")
-        proc.signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        proc.kill()
+    with ConnectorProcess(config, tmp_path) as proc:
+        stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60)
     assert delivered(sandbox) == want
     items = sandbox.items()
     assert {item["endpoint"] for item in items} == {"events"}

@@ -53,9 +53,15 @@ def outcome(result: list[Event] | Skip | RecordError) -> Any:
 
 def run(routes: list[dict[str, Any]] | dict[str, Any], record: SourceRecord, **kw: Any) -> Any:
     mapper = build(*(routes if isinstance(routes, list) else [routes]), **kw)
-    result = outcome(mapper.map(record))
-    # The slow, explaining path and the pure-JMESPath build must agree with the fast one.
-    assert outcome(mapper.explain(record)[0]) == result
+    mapped = mapper.map(record)
+    result = outcome(mapped)
+    # The slow, explaining path and the pure-JMESPath build must agree with the fast one,
+    # errors down to their wording and route.
+    explained = mapper.explain(record)[0]
+    assert outcome(explained) == result
+    if isinstance(mapped, RecordError):
+        assert isinstance(explained, RecordError)
+        assert (mapped.detail, mapped.route) == (explained.detail, explained.route)
     slow = build(*(routes if isinstance(routes, list) else [routes]), fast=False, **kw)
     assert outcome(slow.map(record)) == result
     # So must the pipeline's per-topic function (which returns a single event bare).
@@ -176,6 +182,9 @@ def test_a_decode_error_on_the_fast_path_is_not_decoded_again() -> None:
     err = mapper.map(rec(b"{}"))
     assert isinstance(err, DecodeError) and err.detail == "not today" and err.route == "t/e"
     assert calls == [b"{}"]
+    again = mapper.for_topic("t")(rec(b"[]"))  # the pipeline's path: the same, once
+    assert isinstance(again, DecodeError) and again.detail == "not today"
+    assert again.route == "t/e" and calls == [b"{}", b"[]"]
 
 
 def test_route_names_derived_and_deduplicated() -> None:

@@ -23,6 +23,14 @@ from bench.limit import consumer_config
 BATCH_PATH = "/api/v4.0/integrations/batch/events"
 
 
+def to_item(order: dict[str, Any]) -> dict[str, Any]:
+    """The benchmark's mapping (bench.mapping_bench.BENCH_ROUTE) written by hand."""
+    return {
+        "customerId": order["customer"]["id"],
+        "events": {"place_order": {"order_id": order["id"], "amount": order["total"]["amount"]}},
+    }
+
+
 def post(url: str, headers: dict[str, str], items: list[dict[str, Any]]) -> None:
     """Send one batch; a few tries with a pause, as a careful script would."""
     for _ in range(5):
@@ -33,17 +41,19 @@ def post(url: str, headers: dict[str, str], items: list[dict[str, Any]]) -> None
     raise RuntimeError(f"Gameball answered {resp.status_code}: {resp.text[:200]}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.naive_peer")
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--secret-key", required=True)
+def peer_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of the peers bench.run starts (this one and bench.lean_forwarder)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    for name in ("--bootstrap", "--topic", "--group", "--base-url", "--api-key",
+                 "--secret-key"):
+        parser.add_argument(name, required=True)
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = peer_args("python -m bench.naive_peer", argv)
 
     url = args.base_url.rstrip("/") + BATCH_PATH
     headers = {"apikey": args.api_key, "secretkey": args.secret_key}
@@ -67,17 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             read += 1
             order = json.loads(msg.value() or b"{}")
             if order.get("type") == "order_placed":
-                batch.append(
-                    {
-                        "customerId": order["customer"]["id"],
-                        "events": {
-                            "place_order": {
-                                "order_id": order["id"],
-                                "amount": order["total"]["amount"],
-                            }
-                        },
-                    }
-                )
+                batch.append(to_item(order))
             if len(batch) >= 1000 or (read == args.expect and batch):
                 post(url, headers, batch)
                 sent += len(batch)

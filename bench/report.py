@@ -17,6 +17,7 @@ LABELS = {
     "limit": "limit (consume + orjson)",
     "connector": "connector (no rate limit)",
     "naive": "naive peer",
+    "lean": "lean forwarder",
     "quota": "connector at quota",
 }
 
@@ -27,7 +28,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def summarise(runs: dict[str, Any]) -> dict[str, Any]:
     """Ratios connector/limit and connector/naive, and each target with its verdict."""
-    lim, con, nai, quo = (runs.get(k) or {} for k in ("limit", "connector", "naive", "quota"))
+    lim, con, nai, quo, lean = (runs.get(k) or {} for k in
+                                ("limit", "connector", "naive", "quota", "lean"))
     ratios = {
         "cpu_per_million_connector_over_limit": _ratio(con.get("cpu_s_per_million"),
                                                        lim.get("cpu_s_per_million")),
@@ -39,6 +41,13 @@ def summarise(runs: dict[str, Any]) -> dict[str, Any]:
                                                   nai.get("records_per_s")),
         "cpu_per_million_connector_over_naive": _ratio(con.get("cpu_s_per_million"),
                                                        nai.get("cpu_s_per_million")),
+        # The lean forwarder is a reference, not a target: what HTTP and JSON alone cost.
+        "cpu_per_million_lean_over_limit": _ratio(lean.get("cpu_s_per_million"),
+                                                  lim.get("cpu_s_per_million")),
+        "throughput_lean_over_limit": _ratio(lean.get("records_per_s"),
+                                             lim.get("records_per_s")),
+        "cpu_per_million_connector_over_lean": _ratio(con.get("cpu_s_per_million"),
+                                                      lean.get("cpu_s_per_million")),
     }
     targets: list[dict[str, Any]] = []
 
@@ -98,6 +107,14 @@ HEAD = ["run", "records", "wall s", "records/s", "CPU s", "CPU s/M", "CPU s/M pr
         "peak RSS MB"]
 
 
+# Ratios against the lean forwarder: printed and written, never judged.
+REFERENCE = (
+    ("lean forwarder CPU per million / limit's", "cpu_per_million_lean_over_limit"),
+    ("lean forwarder wall throughput / limit's", "throughput_lean_over_limit"),
+    ("connector CPU per million / lean forwarder's", "cpu_per_million_connector_over_lean"),
+)
+
+
 def _verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("met" if ok else "MISSED")
 
@@ -120,8 +137,12 @@ def table(results: dict[str, Any]) -> str:
     for t in results["summary"]["targets"]:
         lines.append(f"  {t['target']:<52} {_fmt(t['value'], 3):>10}  "
                      f"target {t['goal']:<22} {_verdict(t['ok'])}")
-    proc = results["summary"]["ratios"]["processing_cpu_per_million_connector_over_limit"]
+    ratios = results["summary"]["ratios"]
+    proc = ratios["processing_cpu_per_million_connector_over_limit"]
     lines.append(f"  {'(processing only) CPU per million / limit':<52} {_fmt(proc, 3):>10}")
+    for label, key in REFERENCE:
+        if ratios.get(key) is not None:
+            lines.append(f"  {label:<52} {_fmt(ratios[key], 3):>10}  reference, not a target")
     if results.get("failed"):
         lines.append(f"FAILED: {results['failed']}")
     return "\n".join(lines)
@@ -150,7 +171,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     panels = 3 if quota else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.6))
     colors = {"limit": "#888888", "connector": "#1f77b4", "naive": "#d62728",
-              "quota": "#2ca02c"}
+              "lean": "#9467bd", "quota": "#2ca02c"}
 
     ax = axes[0]
     values = [runs[n]["records_per_s"] for n in names]
@@ -224,9 +245,15 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
     for t in results["summary"]["targets"]:
         out.append(f"| {t['target']} | {_fmt(t['value'], 3)} | {t['goal']} | "
                    f"{_verdict(t['ok'])} |")
-    proc = results["summary"]["ratios"]["processing_cpu_per_million_connector_over_limit"]
+    ratios = results["summary"]["ratios"]
+    proc = ratios["processing_cpu_per_million_connector_over_limit"]
     out += ["", f"Processing-only CPU ratio (start-up and group join left out): "
             f"{_fmt(proc, 3)}."]
+    refs = [f"{label}: {_fmt(ratios[key], 3)}" for label, key in REFERENCE
+            if ratios.get(key) is not None]
+    if refs:
+        out += ["", "Reference ratios (the lean forwarder is not a target; see *What is "
+                "measured*): " + "; ".join(refs) + "."]
     mapping = results.get("mapping") or {}
     if mapping.get("rows"):
         out += ["", "Mapping micro-benchmark (`python -m bench.mapping_bench`, one thread, "

@@ -5,6 +5,8 @@ each as its own measured process (CPU and peak RSS from os.wait4):
   limit      bench.limit: consume + orjson.loads only, the floor for Python here;
   connector  `gameball-connector run` against the sandbox, no latency, no rate limit;
   naive      bench.naive_peer: poll, json.loads, requests.post, synchronous commit;
+  lean       bench.lean_forwarder: the cheapest at-least-once forwarder (consume(1000),
+             orjson, one urllib3 POST at a time, commit after it): HTTP and JSON alone;
   quota      the connector against the sandbox enforcing 100/s and 1,200/30 s with
              80 ms latency: sustained accepted events/s and 429 answers after 30 s.
 Then the mapping micro-benchmark (bench.mapping_bench). Prints a table (ratios last),
@@ -176,27 +178,30 @@ def run_limit(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) 
     return measures("limit", m, usage, out["records"], out["assigned"], out["done"])
 
 
-def run_naive(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) -> dict[str, Any]:
-    group = f"bench-naive-{uuid.uuid4().hex[:8]}"
-    with Sandbox(work / "sandbox-naive.log").start() as sandbox:
-        m = Measured("naive", [sys.executable, "-m", "bench.naive_peer", "--bootstrap",
-                               bootstrap, "--topic", topic, "--group", group, "--base-url",
-                               sandbox.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY,
-                               "--expect", str(args.records), "--deadline",
-                               str(args.run_timeout)],
-                     work / "naive.log", stdout_path=work / "naive.out").start()
+def run_peer(args: argparse.Namespace, name: str, module: str, bootstrap: str, topic: str,
+             work: Path) -> dict[str, Any]:
+    """A peer program (naive or lean) against its own sandbox, until it read every record;
+    the sandbox must have accepted every event."""
+    group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    with Sandbox(work / f"sandbox-{name}.log").start() as sandbox:
+        m = Measured(name, [sys.executable, "-m", module, "--bootstrap",
+                            bootstrap, "--topic", topic, "--group", group, "--base-url",
+                            sandbox.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY,
+                            "--expect", str(args.records), "--deadline",
+                            str(args.run_timeout)],
+                     work / f"{name}.log", stdout_path=work / f"{name}.out").start()
         try:
             usage = m.wait(args.run_timeout + 30)
         finally:
             m.stop(5)
         stats = sandbox.stats()
     if usage.exit_code != 0:
-        raise BenchError(f"naive peer exited with {usage.exit_code}; see {work / 'naive.log'}")
-    out = child_result(work / "naive.out")
-    result = measures("naive", m, usage, out["records"], out["assigned"], out["done"])
+        raise BenchError(f"{name} exited with {usage.exit_code}; see {work / f'{name}.log'}")
+    out = child_result(work / f"{name}.out")
+    result = measures(name, m, usage, out["records"], out["assigned"], out["done"])
     result["events_accepted"] = stats["events_accepted"]
     if stats["events_accepted"] < args.records:
-        raise BenchError(f"naive peer: sandbox accepted {stats['events_accepted']} of "
+        raise BenchError(f"{name}: sandbox accepted {stats['events_accepted']} of "
                          f"{args.records} events")
     return result
 
@@ -426,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                 ("limit", lambda: run_limit(args, broker.bootstrap, topic, work)),
                 ("connector", lambda: run_connector(args, broker.bootstrap, produced, work)),
-                ("naive", lambda: run_naive(args, broker.bootstrap, topic, work)),
+                ("naive", lambda: run_peer(args, "naive", "bench.naive_peer",
+                                           broker.bootstrap, topic, work)),
+                ("lean", lambda: run_peer(args, "lean", "bench.lean_forwarder",
+                                          broker.bootstrap, topic, work)),
                 ("quota", lambda: run_quota(args, broker, work)),
             ]
             for name, run in plan:

@@ -1,7 +1,7 @@
 """The benchmark command still works: `python -m bench.run --smoke` end to end.
 
-Real broker, real sandbox, the real connector CLI, the limit consumer and the naive
-peer as subprocesses; only the data set is tiny. Checks what a person reading the
+Real broker, real sandbox, the real connector CLI, the limit consumer, the naive
+peer and the lean forwarder as subprocesses; only the data set is tiny. Checks what a person reading the
 results would: every run is there, every record was read and every event accepted,
 and the numbers are plausible measurements (not zeros, not placeholders).
 """
@@ -36,7 +36,7 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     assert "failed" not in latest
 
     runs = latest["runs"]
-    assert set(runs) == {"limit", "connector", "naive"}
+    assert set(runs) == {"limit", "connector", "naive", "lean"}
     records = latest["parameters"]["records"]
     assert records == 5000
     for name, run in runs.items():
@@ -51,6 +51,7 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     # Every event reached the sandbox (duplicates would show as more).
     assert runs["connector"]["events_accepted"] == records
     assert runs["naive"]["events_accepted"] == records
+    assert runs["lean"]["events_accepted"] == records
     assert runs["connector"]["errors"] == 0
 
     ratios = latest["summary"]["ratios"]
@@ -66,6 +67,10 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     first_row = next(i for i, ln in enumerate(lines) if ln.startswith("limit"))
     assert first_row < lines.index("ratios and targets") < len(lines) - 3
     assert "naive peer" in proc.stdout
+    assert ratios["cpu_per_million_connector_over_lean"] == pytest.approx(
+        runs["connector"]["cpu_s_per_million"] / runs["lean"]["cpu_s_per_million"], rel=0.01
+    )
+    assert "lean forwarder" in proc.stdout and "reference, not a target" in proc.stdout
     png = tmp_path / "benchmark.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

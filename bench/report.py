@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     runs = results["runs"]
     names = list(runs)
-    labels = [LABELS.get(n, n).replace(" (", "\n(") for n in names]
+    labels = [textwrap.fill(LABELS.get(n, n), 14) for n in names]  # 5 bars share a panel
     quota = runs.get("quota")
     panels = 3 if quota else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.6))

@@ -1,9 +1,9 @@
 """The benchmark command still works: `python -m bench.run --smoke` end to end.
 
 Real broker, real sandbox, the real connector CLI, the limit consumer, the naive
-peer and the lean forwarder as subprocesses; only the data set is tiny. Checks what a person reading the
-results would: every run is there, every record was read and every event accepted,
-and the numbers are plausible measurements (not zeros, not placeholders).
+peer and the lean forwarder as subprocesses; only the data set is tiny. Checks what a
+person reading the results would: every run is there, every record was read and every
+event accepted, and the numbers are plausible measurements (not zeros, not placeholders).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 import urllib3
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
-from bench.limit import consumer_config
+from bench.limit import past_deadline, print_result, subscribe
 from bench.naive_peer import BATCH_PATH, peer_args, to_item
 
 
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = {"apikey": args.api_key, "secretkey": args.secret_key,
                "content-type": "application/json"}
     pool = urllib3.PoolManager(maxsize=1, retries=False)
-    assigned: list[float] = []
-    consumer = Consumer(consumer_config(args.bootstrap, args.group))
-    consumer.subscribe([args.topic], on_assign=lambda c, p: assigned.append(time.time()))
+    consumer, assigned = subscribe(args.bootstrap, args.group, args.topic)
     loads, dumps = orjson.loads, orjson.dumps
     items: list[dict[str, Any]] = []
     last: dict[int, int] = {}  # partition -> highest offset read
@@ -51,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.deadline
     try:
         while read < args.expect:
-            if time.monotonic() > deadline:
-                print(f"lean: read {read} of {args.expect} before the deadline", file=sys.stderr)
+            if past_deadline("lean", deadline, read, args.expect):
                 return 3
             msgs = consumer.consume(1000, 0.5)
             if not msgs:
@@ -80,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     finally:
         consumer.close()
-    result = {"assigned": assigned[0] if assigned else first, "first": first, "done": done,
-              "records": read, "sent": sent}
-    print(orjson.dumps(result).decode(), flush=True)
+    print_result(assigned, first, done, read, sent=sent)
     return 0
 
 

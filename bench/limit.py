@@ -30,6 +30,33 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
     }
 
 
+def subscribe(bootstrap: str, group: str, topic: str) -> tuple[Consumer, list[float]]:
+    """A consumer subscribed to `topic`, and the list its assignment time is appended to.
+
+    Shared by the programs bench.run measures (this one, the naive peer, the lean
+    forwarder), so that all of them start their clock the same way."""
+    assigned: list[float] = []
+    consumer = Consumer(consumer_config(bootstrap, group))
+    consumer.subscribe([topic], on_assign=lambda c, p: assigned.append(time.time()))
+    return consumer, assigned
+
+
+def past_deadline(name: str, deadline: float, read: int, expect: int) -> bool:
+    """True (and says so on stderr) once `deadline` (time.monotonic) has passed."""
+    if time.monotonic() <= deadline:
+        return False
+    print(f"{name}: read {read} of {expect} before the deadline", file=sys.stderr)
+    return True
+
+
+def print_result(assigned: list[float], first: float, done: float, read: int,
+                 **extra: int) -> None:
+    """The one JSON line bench.run reads from a measured program's stdout."""
+    result = {"assigned": assigned[0] if assigned else first, "first": first, "done": done,
+              "records": read, **extra}
+    print(orjson.dumps(result).decode(), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.limit")
     parser.add_argument("--bootstrap", required=True)
@@ -39,17 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds")
     args = parser.parse_args(argv)
 
-    assigned: list[float] = []
-    consumer = Consumer(consumer_config(args.bootstrap, args.group))
-    consumer.subscribe([args.topic], on_assign=lambda c, p: assigned.append(time.time()))
+    consumer, assigned = subscribe(args.bootstrap, args.group, args.topic)
     loads = orjson.loads
     read = 0
     first = 0.0
     deadline = time.monotonic() + args.deadline
     try:
         while read < args.expect:
-            if time.monotonic() > deadline:
-                print(f"limit: read {read} of {args.expect} before the deadline", file=sys.stderr)
+            if past_deadline("limit", deadline, read, args.expect):
                 return 3
             msgs = consumer.consume(1000, 0.5)
             if not msgs:
@@ -66,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         done = time.time()
     finally:
         consumer.close()
-    result = {"assigned": assigned[0] if assigned else first, "first": first, "done": done,
-              "records": read}
-    print(orjson.dumps(result).decode(), flush=True)
+    print_result(assigned, first, done, read)
     return 0
 
 

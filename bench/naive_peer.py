@@ -16,9 +16,8 @@ import time
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer
 
-from bench.limit import consumer_config
+from bench.limit import past_deadline, print_result, subscribe
 
 BATCH_PATH = "/api/v4.0/integrations/batch/events"
 
@@ -57,17 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
     url = args.base_url.rstrip("/") + BATCH_PATH
     headers = {"apikey": args.api_key, "secretkey": args.secret_key}
-    assigned: list[float] = []
-    consumer = Consumer(consumer_config(args.bootstrap, args.group))
-    consumer.subscribe([args.topic], on_assign=lambda c, p: assigned.append(time.time()))
+    consumer, assigned = subscribe(args.bootstrap, args.group, args.topic)
     batch: list[dict[str, Any]] = []
     read = sent = 0
     first = 0.0
     deadline = time.monotonic() + args.deadline
     try:
         while read < args.expect:
-            if time.monotonic() > deadline:
-                print(f"naive: read {read} of {args.expect} before the deadline", file=sys.stderr)
+            if past_deadline("naive", deadline, read, args.expect):
                 return 3
             msg = consumer.poll(1.0)
             if msg is None or msg.error() is not None:
@@ -89,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     finally:
         consumer.close()
-    result = {"assigned": assigned[0] if assigned else first, "first": first, "done": done,
-              "records": read, "sent": sent}
-    print(json.dumps(result), flush=True)
+    print_result(assigned, first, done, read, sent=sent)
     return 0
 
 

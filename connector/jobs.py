@@ -257,6 +257,7 @@ class JobTracker:
         self._due: list[tuple[float, int, _Job]] = []  # heap; stale entries skipped
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
+        self._timer_until: float | None = None  # when the one timed waiter wakes
         self._closed = False
         self.dropped = 0
 
@@ -282,10 +283,9 @@ class JobTracker:
                 del self._jobs[oldest.job_id]
                 oldest.done = True
                 dropped.append(oldest)
-            self._schedule(job, now + self._interval(0))
             if self._threaded and not self._threads:
                 self._start_workers()
-            self._cond.notify()
+            self._schedule(job, now + self._interval(0))
         for old in dropped:
             self.dropped += 1
             log.warning(
@@ -338,7 +338,17 @@ class JobTracker:
         return float(base * min(2 ** max(polls - 1, 0), 16))
 
     def _schedule(self, job: _Job, when: float) -> None:
+        """Queue a poll of `job` at `when` and wake the worker that must see it (lock held).
+
+        At most one idle worker waits with a timeout (until `_timer_until`); the others
+        wait to be woken. A job due before that timeout wakes them all, so that the timed
+        waiter sets its timeout again.
+        """
         heapq.heappush(self._due, (when, next(self._seq), job))
+        if self._timer_until is None:
+            self._cond.notify()
+        elif when < self._timer_until:
+            self._cond.notify_all()
 
     def _take_due(self, now: float) -> _Job | float | None:
         """The job due at `now` (marked busy), else seconds until the next one, else None.
@@ -372,8 +382,19 @@ class JobTracker:
                     return
                 job = self._take_due(self._clock())
                 if not isinstance(job, _Job):
-                    self._cond.wait(job)  # None: until a submit or close wakes it
+                    if job is None or self._timer_until is not None:
+                        self._cond.wait()  # until `_schedule`, the timed waiter or close
+                    else:
+                        # One timed waiter, not all idle workers: each due job used to
+                        # wake every one of them (docs/benchmarks.md, job tracking).
+                        self._timer_until = self._clock() + job
+                        try:
+                            self._cond.wait(job)
+                        finally:
+                            self._timer_until = None
                     continue
+                if self._due:
+                    self._cond.notify()  # more jobs queued: an idle worker takes the timer
             try:
                 self._poll(job)
             except Exception:  # a bug here must not kill the worker silently
@@ -420,7 +441,6 @@ class JobTracker:
             job.busy = False
             if not job.done:
                 self._schedule(job, self._clock() + self._interval(job.polls))
-                self._cond.notify()
 
     def _finish(self, job: _Job) -> None:
         with self._cond:

@@ -437,3 +437,34 @@ def test_close_stops_workers_and_reports_unfinished_jobs(
     assert line.__dict__["job_ids"] == [41]
     t.submit(42, items("b"))  # after close: ignored, not tracked
     assert t.tracked() == 1
+
+
+def test_a_job_due_before_the_timed_waiter_wakes_is_polled_on_time() -> None:
+    """One idle worker times the next due poll; the others sleep until woken. A job
+    submitted while that worker waits for a job backed off far ahead (here 1.6 s) is
+    still polled at its own time (0.1 s), not when the timed waiter wakes."""
+    rec = Recorder()
+    polled: dict[int, list[float]] = {1: [], 2: []}
+
+    def fetch(job_id: int) -> tuple[int, dict[str, Any] | None]:
+        polled[job_id].append(time.monotonic())
+        return RUNNING if job_id == 1 else DONE
+
+    t = JobTracker(
+        settings(poll_interval_ms=100, max_polls=30, max_concurrent=3),
+        fetch, rec.on_done, rec.on_failed_item,
+    )
+    t.submit(1, items("slow"))
+    deadline = time.monotonic() + 10
+    # backoff 0.1, 0.1, 0.2, 0.4, 0.8, then 1.6 s: after the fifth poll the next is far
+    while len(polled[1]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(polled[1]) == 5
+    submitted = time.monotonic()
+    t.submit(2, items("quick"))
+    while not rec.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.done == [("completed", 0)]
+    assert polled[2][0] - submitted < 0.8  # due after 0.1 s; the timed waiter sleeps 1.6 s
+    assert len(polled[1]) == 5  # and job 1 was not polled early
+    t.close(timeout=2)

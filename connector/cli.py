@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from connector import __version__, demo, dryrun
 from connector.config import Settings, load
@@ -93,6 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    # process_cpu_seconds_total and process_resident_memory_bytes: what sizing a replica
+    # needs (docs/deployment.md); read from /proc, so Linux only.
+    ProcessCollector(registry=registry)
     health = Health(settings.metrics.liveness_timeout_seconds)
     server = None
     if settings.metrics.enabled:

@@ -1,4 +1,5 @@
-"""`python -m bench.run` (`make bench`): the connector against the floor and a naive peer.
+"""`python -m bench.run` (`make bench`): the connector against the floor, a naive peer
+and the lean forwarder.
 
 One run on this machine: a tansu broker, a seeded backlog, then, one after another and
 each as its own measured process (CPU and peak RSS from os.wait4):

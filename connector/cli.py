@@ -20,8 +20,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from connector import __version__, demo, dryrun
-from connector.config import Settings, load
-from connector.mapping import Mapper
+from connector.config import load_checked
 from connector.records import ConfigError
 from connector.sandbox import command
 
@@ -30,19 +29,11 @@ log = logging.getLogger("connector")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def _load_checked(path: str) -> tuple[Settings, Mapper]:
-    """Load the config and compile the mapping: every start-up problem, before connecting."""
-    settings = load(path)
-    return settings, Mapper(settings.mappings, settings.topic_settings)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        settings, _mapper = _load_checked(args.config)
+        settings, _mapper = load_checked(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for line in exc.problems:
-            print(f"  {line}", file=sys.stderr)
+        print(exc.report(args.config), file=sys.stderr)
         return EXIT_CONFIG
     topics = ", ".join(settings.subscription())
     print(f"{args.config}: valid")
@@ -72,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from connector.telemetry import Health, Metrics, TelemetryServer
 
     try:
-        settings, mapper = _load_checked(args.config)
+        settings, mapper = load_checked(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from connector.mapping import Mapper
 from connector.mapping_schema import (
     RouteSettings,
     TopicSettings,
@@ -290,3 +291,10 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Settings:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     return parse(text, env, source=str(path))
+
+
+def load_checked(path: str | Path) -> tuple[Settings, Mapper]:
+    """`load`, then compile the mapping: the CLI's `run`, `validate` and `map` start here,
+    so every problem of either is a `ConfigError` with its key path before any I/O."""
+    settings = load(path)
+    return settings, Mapper(settings.mappings, settings.topic_settings)

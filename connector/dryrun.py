@@ -16,8 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from connector.config import Settings, load
-from connector.mapping import Mapper
+from connector.config import Settings, load_checked
 from connector.mapping_schema import ENVELOPE_FIELDS
 from connector.records import ConfigError, Event, RecordError, Skip, SourceRecord
 
@@ -140,12 +139,9 @@ def render(
 def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Called by the CLI: map every stdin line, print results; 2 on a bad config."""
     try:
-        settings = load(args.config)
-        mapper = Mapper(settings.mappings, settings.topic_settings)
+        settings, mapper = load_checked(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for line in exc.problems:
-            print(f"  {line}", file=sys.stderr)
+        print(exc.report(args.config), file=sys.stderr)
         return EXIT_CONFIG
     topic = args.topic or default_topic(settings)
     status = EXIT_OK

@@ -168,6 +168,12 @@ class ConfigError(ConnectorError):
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
         self.problems = problems
 
+    def report(self, source: str) -> str:
+        """`<source>: N problem(s)` and one indented line per problem, as `validate` and
+        `map` print it to stderr."""
+        return "\n".join([f"{source}: {len(self.problems)} problem(s)",
+                          *(f"  {line}" for line in self.problems)])
+
 
 class RecordError(ConnectorError):
     """One record could not become events; it goes to the dead-letter topic.

@@ -126,6 +126,9 @@ def test_validate_cli_lists_problems_with_paths_and_never_secrets(tmp_path: Path
     )
     assert out.returncode != 0
     assert "batch.max_items" in out.stderr and "mappings[0].colour" in out.stderr
+    head, *lines = out.stderr.strip().splitlines()
+    assert head == f"{path}: {len(lines)} problem(s)" and len(lines) >= 2
+    assert all(line.startswith("  ") for line in lines)
     good = tmp_path / "good.yaml"
     good.write_text(GOOD)
     ok = subprocess.run(

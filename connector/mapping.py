@@ -28,6 +28,7 @@ from connector.mapping_schema import (
     RouteSettings,
     TopicSettings,
     _function_names,
+    ast_nodes,
     parse_expression,
 )
 from connector.records import (
@@ -538,18 +539,16 @@ def _may_leave_json(parsed: Any) -> bool:
     if _function_names(parsed) - {ENVELOPE_FUNCTION}:
         return True
 
-    def bad_literal(node: Any) -> bool:
-        if not isinstance(node, dict):
+    def encodable(value: Any) -> bool:
+        try:
+            orjson.dumps(value)
+        except TypeError:
             return False
-        if node.get("type") == "literal":
-            try:
-                orjson.dumps(node["value"])
-            except TypeError:
-                return True
-            return False
-        return any(bad_literal(child) for child in node.get("children", ()))
+        return True
 
-    return bad_literal(parsed)
+    return any(
+        n.get("type") == "literal" and not encodable(n["value"]) for n in ast_nodes(parsed)
+    )
 
 
 # --- value rules -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ bad expression is a config error found at load time. Reference: docs/mapping.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,14 +80,17 @@ def _rewrite_envelope(text: str) -> str:
     return "".join(out)
 
 
-def _function_names(node: Any) -> set[str]:
-    names: set[str] = set()
+def ast_nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every node of a parsed JMESPath expression, depth first (slices' children are
+    plain values, not nodes: skipped)."""
     if isinstance(node, dict):
-        if node.get("type") == "function_expression":
-            names.add(node["value"])
+        yield node
         for child in node.get("children", ()):
-            names |= _function_names(child)
-    return names
+            yield from ast_nodes(child)
+
+
+def _function_names(node: Any) -> set[str]:
+    return {n["value"] for n in ast_nodes(node) if n.get("type") == "function_expression"}
 
 
 def _envelope_fields(node: Any) -> set[str]:
@@ -96,16 +100,15 @@ def _envelope_fields(node: Any) -> set[str]:
     the same (one literal field name), else ValueError.
     """
     fields: set[str] = set()
-    if isinstance(node, dict):
-        children = node.get("children", ())
-        if node.get("type") == "function_expression" and node["value"] == ENVELOPE_FUNCTION:
-            arg = children[0] if len(children) == 1 else {}
-            if arg.get("type") != "literal" or arg["value"] not in ENVELOPE_FIELDS:
-                names = ", ".join(repr(f) for f in ENVELOPE_FIELDS)
-                raise ValueError(f"{ENVELOPE_FUNCTION}() takes one of {names} (write @name)")
-            fields.add(arg["value"])
-        for child in children:
-            fields |= _envelope_fields(child)
+    for call in ast_nodes(node):
+        if call.get("type") != "function_expression" or call["value"] != ENVELOPE_FUNCTION:
+            continue
+        children = call.get("children", ())
+        arg = children[0] if len(children) == 1 else {}
+        if arg.get("type") != "literal" or arg["value"] not in ENVELOPE_FIELDS:
+            names = ", ".join(repr(f) for f in ENVELOPE_FIELDS)
+            raise ValueError(f"{ENVELOPE_FUNCTION}() takes one of {names} (write @name)")
+        fields.add(arg["value"])
     return fields
 
 

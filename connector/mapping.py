@@ -27,7 +27,6 @@ from connector.mapping_schema import (
     MetadataField,
     RouteSettings,
     TopicSettings,
-    _function_names,
     ast_nodes,
     parse_expression,
 )
@@ -536,19 +535,16 @@ def compile_getter(expr: Expression, key_decoder: Decoder, fast: bool = True) ->
 def _may_leave_json(parsed: Any) -> bool:
     """Whether an expression can give a value orjson cannot encode (an integer beyond
     64 bits): a function's result, or such a literal. Reads of the record cannot."""
-    if _function_names(parsed) - {ENVELOPE_FUNCTION}:
-        return True
-
-    def encodable(value: Any) -> bool:
-        try:
-            orjson.dumps(value)
-        except TypeError:
-            return False
-        return True
-
-    return any(
-        n.get("type") == "literal" and not encodable(n["value"]) for n in ast_nodes(parsed)
-    )
+    for node in ast_nodes(parsed):
+        kind = node.get("type")
+        if kind == "function_expression" and node["value"] != ENVELOPE_FUNCTION:
+            return True
+        if kind == "literal":
+            try:
+                orjson.dumps(node["value"])
+            except TypeError:
+                return True
+    return False
 
 
 # --- value rules -----------------------------------------------------------------------

@@ -60,7 +60,6 @@ BLOCKED_PAUSE_S = 1.0  # held back this long without a batch sent: pause the par
 
 
 class MapperLike(Protocol):
-    def map(self, record: Any) -> list[Event] | Skip | RecordError: ...
     def for_topic(self, topic: str | None) -> Callable[[Any], Any]: ...
 
 
@@ -210,7 +209,6 @@ class Pipeline:
             on_commit=self._on_commit,
         )
         self._consumed: dict[str, Any] = {}
-        self._topic_mappers: dict[str, Callable[[Any], Any]] = {}
         self._skipped: dict[tuple[str, str], Any] = {}
         # Partitions of the subscribed topics (quota share denominator). Read in the loop,
         # never inside a rebalance callback: a metadata call there clears confluent-kafka's
@@ -284,7 +282,7 @@ class Pipeline:
     def _ingest(self, msgs: list[Any]) -> None:
         """Map a consumed batch of messages into the window (the hot path)."""
         tracker_get = self._tracker.get
-        mappers = self._topic_mappers
+        for_topic = self._mapper.for_topic  # per-topic plans are cached by the mapper
         mapped: list[Event] = []
         keep = mapped.append
         counts: dict[str, int] = {}
@@ -304,9 +302,7 @@ class Pipeline:
                     counts[last_topic] = counts.get(last_topic, 0) + run
                 run = 0
                 part = tracker_get(topic, partition)
-                map_one = mappers.get(topic)
-                if map_one is None:
-                    map_one = mappers[topic] = self._mapper.for_topic(topic)
+                map_one = for_topic(topic)
                 last_topic, last_partition = topic, partition
             run += 1
             out = map_one(msg)

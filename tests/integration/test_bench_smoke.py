@@ -112,3 +112,33 @@ def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
         assert row["fast_us_per_record"] > 0 and row["jmespath_us_per_record"] > 0, case
         assert row["speedup"] == pytest.approx(
             row["jmespath_us_per_record"] / row["fast_us_per_record"], rel=0.02), case
+
+
+@pytest.mark.integration
+def test_bench_quota_run_measures_the_sustained_rate_and_429s(tmp_path: Path) -> None:
+    """The at-quota run, shortened (2 s warm-up, 4 s measured, batches of 20 so that the
+    backlog is small): the sandbox enforces Gameball's 100/s and 1,200/30 s with 80 ms
+    latency, and the figures come from its arrival log. The connector's own limiter must
+    keep every request under those windows (no 429), and the rate reported is the
+    accepted events inside the measured window over its length."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--records", "2000", "--customers", "200",
+         "--skip-mapping", "--no-docs", "--out", str(tmp_path), "--quota-warm-up", "2",
+         "--quota-seconds", "4", "--set", "batch.max_items=20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    quota = json.loads((tmp_path / "latest.json").read_text())["runs"]["quota"]
+    assert quota["ceiling_events_per_s"] == 1200 * 20 / 30
+    assert (quota["warm_up_s"], quota["wall_s"]) == (2, 4)
+    assert quota["requests_after_warm_up"] > 0
+    assert quota["throttled_after_warm_up"] == 0 and quota["throttled_total"] == 0
+    assert quota["other_errors"] == 0
+    assert 0 < quota["records"] <= quota["events_accepted_total"]
+    assert quota["records_per_s"] == pytest.approx(quota["records"] / 4, rel=0.01)
+    assert quota["share_of_ceiling"] == pytest.approx(quota["records_per_s"] / 800, rel=0.01)
+    # The plotted timeline (accepted events per second since the first request) holds
+    # the same events: seconds 2 to 5 are the measured window.
+    assert sum(quota["accepted_per_second"][2:6]) == quota["records"]
+    assert sum(quota["accepted_per_second"]) <= quota["events_accepted_total"]
+    assert "at quota: sustained events/s / ceiling (800/s)" in proc.stdout

@@ -87,9 +87,12 @@ class Verdict:
 def classify(answer: Answer) -> Verdict:
     """Decide what an answer means. Pure; the table is unit-tested row by row.
 
+    Codes are Gameball's (connector/gameball_codes.py, from the reference's "Status and
+    Error Codes" page); docs/delivery.md has the table with the reason for every row.
     Order matters: "slow down" answers first, then what is never the data's fault
-    (credentials, account, subscription, wrong URL, request framing), then Gameball's
-    own trouble (5xx), and only then a 4xx that blames the items (bisect them).
+    (credentials, account, subscription, wrong URL), then Gameball's own trouble (5xx),
+    and only then a 4xx that blames the items (bisect them, dead-letter the blamed ones).
+    A code the reference does not list is decided by its category, else by its status.
     """
     status, code = answer.status, answer.code
     if status is None:
@@ -99,28 +102,31 @@ def classify(answer: Answer) -> Verdict:
         )
     if 200 <= status < 300:
         return Verdict(Action.ACCEPTED, "ok")
-    if status == 429:
+    if status == 429:  # rate-limiting page: either window exceeded
         return Verdict(Action.RETRY, "rate_limited")
     if status == 408:
         return Verdict(Action.RETRY, "request_timeout")
-    if status == 422 and code == 2001:
+    if code == 2001:  # 422 Concurrent Request In Progress: same customer, try again later
         return Verdict(Action.RETRY, "concurrent_customer")
-    if status in (401, 403) or (code is not None and 1000 <= code < 2000):
+    category = None if code is None else code // 1000
+    if category == 1:  # 1000 Unauthorized, 1001 Secret Key Required, 1002 Forbidden
         return Verdict(Action.HALT, "auth")
-    if code is not None and 6000 <= code < 7000:
+    if category == 6:  # 6000 Gameball Disabled ... 6003: the account's configuration
         return Verdict(Action.HALT, "account")
-    if code is not None and 8000 <= code < 9000:
+    if category == 8:  # 8000 Feature Unavailable: the plan lacks it
         return Verdict(Action.HALT, "subscription")
+    if category == 5 or (status >= 500 and status != 501):  # 5000, 5003, any 5xx
+        return Verdict(Action.RETRY, "server_error")
     if status == 501:
         return Verdict(Action.HALT, "not_implemented")
-    if status >= 500:
-        return Verdict(Action.RETRY, "server_error")
-    if status == 404:
-        return Verdict(Action.HALT, "not_found")  # wrong base_url or path: not the data
+    if status in (401, 403):  # no Gameball code: a gateway refusing our credentials
+        return Verdict(Action.HALT, "auth")
+    if status == 404 and code is None:  # no error object: wrong base_url or path
+        return Verdict(Action.HALT, "not_found")
     if status < 200 or 300 <= status < 400:
         return Verdict(Action.HALT, "unexpected_status")  # a redirect: fix base_url
-    if code is not None and 2000 <= code < 3000:
-        return Verdict(Action.HALT, "request")  # how we framed the request, not the items
+    # 2000 Precondition Failed, 3xxx payload, 4000/4004/4500, 7xxx customer, 9xxx, a 404
+    # with an error object (7000 Customer Not Found), any other 4xx: the items are to blame.
     return Verdict(Action.REJECT, "rejected")
 
 
@@ -174,9 +180,11 @@ class GameballClient:
             "accept": "application/json",
             "user-agent": "gameball-connector",
         }
+        # Both keys on every endpoint when a secret is configured: High Security Mode
+        # accounts refuse any request without it (overview--authentication.mdx), and the
+        # connector runs server-side, so the secret is exposed to no one.
         if settings.secret_key is not None:
             self._headers["secretkey"] = settings.secret_key.get_secret_value()
-        self._events_headers = {k: v for k, v in self._headers.items() if k != "secretkey"}
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=pool_size,
@@ -189,9 +197,8 @@ class GameballClient:
 
     def send(self, body: bytes) -> Answer:
         """POST one request to the configured endpoint. Never raises for network trouble."""
-        if self.endpoint == "batch":
-            return self._request("POST", BATCH_PATH, body, self._headers)
-        return self._request("POST", EVENTS_PATH, body, self._events_headers)
+        path = BATCH_PATH if self.endpoint == "batch" else EVENTS_PATH
+        return self._request("POST", path, body, self._headers)
 
     def job_status(self, job_id: int) -> tuple[int, dict[str, Any] | None]:
         """GET a batch job's status (path per `job_tracking.status_api`); (0, None) on no answer."""

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the apikey header value to accept (default: %(default)s)")
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY,
                         help="the secretkey header value to accept (default: %(default)s)")
+    parser.add_argument("--high-security", action="store_true",
+                        help="High Security Mode: every request needs both apikey and secretkey "
+                        "(else 401, code 1001)")
     parser.add_argument("--store", metavar="FILE.jsonl", default=None,
                         help="append every accepted item to this JSON-lines file (and load it "
                         "at start)")
@@ -50,14 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most N send requests per sliding second, then 429")
     faults.add_argument("--rate-per-30-seconds", type=int, default=None, metavar="N",
                         help="at most N send requests per sliding 30 s, then 429")
+    faults.add_argument("--status-rate-per-second", type=int, default=None, metavar="N",
+                        help="at most N status reads and stops per sliding second, then 429 "
+                        "(Gameball's Others bucket: 30)")
+    faults.add_argument("--status-rate-per-30-seconds", type=int, default=None, metavar="N",
+                        help="at most N status reads and stops per sliding 30 s, then 429 "
+                        "(Gameball's Others bucket: 360)")
     faults.add_argument("--retry-after-seconds", type=int, default=None, metavar="S",
                         help="fixed Retry-After on 429 (default: until the window has room)")
     faults.add_argument("--stall-seconds", type=float, default=0.0, metavar="S",
                         help="hold every API request this long after start, then answer")
     faults.add_argument("--reject-customer", action="append", default=[], metavar="ID",
                         dest="reject_customers",
-                        help="answer 400 (code 7001) to any send request with this customer "
+                        help="answer --reject-code to any send request with this customer "
                         "(repeatable)")
+    faults.add_argument("--reject-code", type=int, default=2000, metavar="CODE",
+                        help="Gameball error code for --reject-customer, answered with the "
+                        "reference's status for it (default: %(default)s, 412)")
     faults.add_argument("--job-fail-customer", action="append", default=[], metavar="ID",
                         dest="job_fail_customers",
                         help="accept, but report this customer's items failed in the job "
@@ -97,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
     server = SandboxServer(host=args.host, port=args.port, api_key=args.api_key,
-                           secret_key=args.secret_key, store_path=args.store, faults=faults)
+                           secret_key=args.secret_key, store_path=args.store, faults=faults,
+                           high_security=args.high_security)
     try:
         server.start()
     except OSError as exc:
@@ -114,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     secret_key = args.secret_key if args.secret_key == DEFAULT_SECRET_KEY else "(as given)"
     print(f"*** {NOTICE} ***\n"
           f"sandbox listening on {server.url}\n"
-          f"  accepts apikey={api_key} secretkey={secret_key}\n"
+          f"  accepts apikey={api_key} secretkey={secret_key}"
+          f"{' (High Security Mode: both on every request)' if args.high_security else ''}\n"
           f"  faults: {_active(faults)}\n"
           f"  store: {args.store or '(memory only)'}\n"
           f"  inspect: {server.url}/_sandbox/items  {server.url}/_sandbox/stats\n"
@@ -128,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(f"sandbox stopped: {stats['requests_total']} requests, "
-          f"{stats['items_accepted']} items accepted, {stats['rate_limited']} answered 429, "
+          f"{stats['items_accepted']} items accepted, {stats['rate_limited']} sends and "
+          f"{stats['status_rate_limited']} status reads answered 429, "
           f"{stats['dropped']} answers dropped", flush=True)
     return 0

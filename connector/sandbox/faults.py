@@ -2,8 +2,8 @@
 
 One plain dataclass, replaced as a whole at run time (`SandboxServer.set_faults`,
 `PUT /_sandbox/faults`, CLI flags). Which endpoints each fault touches is in
-docs/sandbox.md; in short, the send endpoints get all of them, job status only
-latency and stall.
+docs/sandbox.md; in short, the send endpoints get all of them, job status and stop
+latency, stall and their own rate limit.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from connector.gameball_codes import BY_CODE
 
 
 @dataclass
@@ -29,9 +31,14 @@ class Faults:
     rate_per_30_seconds: int | None = None
     retry_after_seconds: int | None = None  # None: time until the window has room (>= 1 s)
     stall_seconds: float = 0.0  # from now on, hold every API request this long
-    reject_customers: list[str] = field(default_factory=list)  # -> 400 7001, nothing stored
+    reject_customers: list[str] = field(default_factory=list)  # -> reject_code, nothing stored
+    reject_code: int = 2000  # a code of the reference's table; answered with its status
     job_fail_customers: list[str] = field(default_factory=list)  # accepted, failed in the job
     job_delay_ms: int = 0  # a batch job completes this long after acceptance
+    # The "Others" bucket (overview--rate-limiting.mdx: 30/s, 360/30 s) on status reads
+    # and stops; null: no limit.
+    status_rate_per_second: int | None = None
+    status_rate_per_30_seconds: int | None = None
     check_concurrent_customers: bool = True  # same customer in two requests at once -> 2001
     seed: int | None = None  # for the error and drop dice
 
@@ -46,7 +53,11 @@ class Faults:
         for name in ("latency_ms", "job_delay_ms", "stall_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("rate_per_second", "rate_per_30_seconds", "retry_after_seconds"):
+        if self.reject_code not in BY_CODE:
+            raise ValueError(f"reject_code must be a code of Gameball's error table, "
+                             f"got {self.reject_code}")
+        for name in ("rate_per_second", "rate_per_30_seconds", "retry_after_seconds",
+                     "status_rate_per_second", "status_rate_per_30_seconds"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or null for no limit)")
@@ -62,6 +73,15 @@ class Faults:
             windows.append((self.rate_per_second, 1.0))
         if self.rate_per_30_seconds is not None:
             windows.append((self.rate_per_30_seconds, 30.0))
+        return windows
+
+    def status_windows(self) -> list[tuple[int, float]]:
+        """The limiter windows for status reads and stops (the "Others" bucket)."""
+        windows: list[tuple[int, float]] = []
+        if self.status_rate_per_second is not None:
+            windows.append((self.status_rate_per_second, 1.0))
+        if self.status_rate_per_30_seconds is not None:
+            windows.append((self.status_rate_per_30_seconds, 30.0))
         return windows
 
     def to_dict(self) -> dict[str, Any]:

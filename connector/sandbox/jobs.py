@@ -2,9 +2,12 @@
 
 A job is queued for the first half of its delay, runs through the second half
 (items processed in order, at an even pace) and then completes. Items whose customer
-is in `job_fail_customers` fail with a 7002 error. Pure: `now` is passed in.
-Both documented answer shapes are built here; their item lists are the sandbox's
-choice (Gameball does not document them) and are described in docs/sandbox.md.
+is in `job_fail_customers` fail with a 2000 error. Pure: `now` is passed in.
+Both documented answer shapes are built here: the newest (batches--batch-management--
+check-status.mdx: `batchId` a string, status pending/processing/completed/failed) and
+the older (tutorials--batch-apis.mdx: `response.successful` / `response.failed`). The
+entries of their item lists are the sandbox's choice (Gameball does not document them)
+and are described in docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ class Job:
 
 _NEWEST = {"queued": "pending", "running": "processing", "completed": "completed",
            "failed": "failed", "stopped": "failed"}
-_OLDER = {"queued": "Queued", "running": "Running", "completed": "Completed",
-          "failed": "Failed", "stopped": "Stopped"}
+_OLDER = {"queued": "queued", "running": "running", "completed": "completed",
+          "failed": "failed", "stopped": "stopped"}
 
 
 def newest_status(job: Job, now: float) -> dict[str, Any]:
@@ -88,9 +91,9 @@ def newest_status(job: Job, now: float) -> dict[str, Any]:
     processed = job.processed(now)
     succeeded, failed = job.outcomes(processed)
     for entry in succeeded:
-        entry["status"] = "succeeded"
+        entry["status"] = "successful"
     return {
-        "batchId": job.job_id,
+        "batchId": str(job.job_id),
         "status": _NEWEST[job.phase(now)],
         "progress": 100 if job.total == 0 else processed * 100 // job.total,
         "totalItems": job.total,
@@ -114,5 +117,14 @@ def older_status(job: Job, now: float) -> dict[str, Any]:
         "totalCount": job.total,
         "startedAt": job.wall(started) if now >= started else None,
         "createdAt": job.wall(job.created),
-        "response": {"succeeded": succeeded, "failed": failed},
+        "response": {"successful": succeeded, "failed": failed},
     }
+
+
+def stop_answer(job: Job, now: float) -> dict[str, Any]:
+    """POST /api/v4.0/integrations/batches/{id}/stop (batches--batch-management--
+    stop-execution.mdx: `batchId`, `status`, `message`)."""
+    phase = job.phase(now)
+    message = ("Batch operation stopped" if phase == "stopped"
+               else f"Batch already {_NEWEST[phase]}: nothing to stop")
+    return {"batchId": str(job.job_id), "status": phase, "message": message}

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -26,59 +25,13 @@ from connector.sandbox import errors
 from connector.sandbox.faults import Faults
 from connector.sandbox.jobs import Job, iso
 from connector.sandbox.limiter import SlidingWindowLimiter
+from connector.sandbox.store import Accepted, JsonlStore, record_lines
 
 _log = logging.getLogger(__name__)
 _CUSTOMER_ID = itemgetter("customerId")
 _EVENTS = itemgetter("events")
 
 Clock = Callable[[], float]
-
-
-class Accepted:
-    """One accepted request's items, held one of three ways: the raw body (memory mode,
-    expanded on first inspection), JSON lines (loaded from an old store), or a span of
-    the JSONL store (store mode: the file is the memory, read back with pread)."""
-
-    __slots__ = ("count", "endpoint", "job_id", "lines", "raw", "received", "request_id",
-                 "span")
-
-    def __init__(self, endpoint: str, job_id: int | None, request_id: str, received: str,
-                 count: int, raw: bytes | None = None, lines: list[bytes] | None = None,
-                 span: tuple[int, int] | None = None):
-        self.endpoint = endpoint
-        self.job_id = job_id
-        self.request_id = request_id
-        self.received = received
-        self.count = count
-        self.raw = raw
-        self.lines = lines
-        self.span = span  # (offset, length) in the store, trailing newline excluded
-
-    def item_lines(self, read: Callable[[int, int], bytes] | None = None) -> list[bytes]:
-        """One JSON document per item (what `/_sandbox/items` and the store show);
-        `read(offset, length)` reads the store for a span."""
-        if self.span is not None:
-            assert read is not None
-            return read(*self.span).split(b"\n")
-        if self.lines is None:
-            assert self.raw is not None
-            obj = orjson.loads(self.raw)
-            items = obj["body"] if self.endpoint == "batch" else [obj]
-            self.lines = record_lines(items, self.endpoint, self.job_id, self.request_id,
-                                      self.received)
-            self.raw = None  # the lines replace the body; keep one copy only
-        return self.lines
-
-
-def record_lines(items: Sequence[dict[str, Any]], endpoint: str, job_id: int | None,
-                 request_id: str, received: str) -> list[bytes]:
-    """The stored record of each accepted item, as JSON bytes (no newline)."""
-    return [
-        orjson.dumps({"customerId": item["customerId"], "events": item["events"],
-                      "jobId": job_id, "endpoint": endpoint, "receivedAt": received,
-                      "requestId": request_id, "index": index})
-        for index, item in enumerate(items)
-    ]
 
 
 class SandboxState:
@@ -99,6 +52,7 @@ class SandboxState:
         self._faults = copy.deepcopy(faults) if faults is not None else Faults()
         self._random = random.Random(self._faults.seed)
         self._limiter = SlidingWindowLimiter(self._faults.windows(), clock)
+        self._other_limiter = SlidingWindowLimiter(self._faults.status_windows(), clock)
         self._stall_until = clock() + self._faults.stall_seconds
         self._accepted: list[Accepted] = []
         self._item_count = 0
@@ -106,49 +60,15 @@ class SandboxState:
         self._next_job_id = 1
         self._busy: set[str] = set()  # customers in a request being processed
         self._busy_extra: Counter[str] = Counter()  # further holders (check switched off)
-        self._store: IO[bytes] | None = None
-        self._store_reader: int | None = None  # read-only fd for pread (no shared seek)
-        self._store_size = 0
-        self._skipped_store_lines = 0
+        self._store: JsonlStore | None = None
         if store_path is not None:
-            self._open_store(store_path)
+            self._store = JsonlStore(store_path)
+            lines = self._store.load()
+            self._next_job_id = self._store.max_job_id + 1
+            if lines:
+                self._accepted.append(Accepted("store", None, "", "", len(lines), lines=lines))
+                self._item_count = len(lines)
         self._reset_stats()
-
-    # ---- store -------------------------------------------------------------------
-
-    def _open_store(self, path: str) -> None:
-        ends_cleanly = True
-        lines: list[bytes] = []
-        if os.path.exists(path):
-            with open(path, "rb") as existing:
-                data = existing.read()
-            ends_cleanly = not data or data.endswith(b"\n")
-            for line in data.splitlines():
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    # A line cut short by a kill mid-write: it was never answered 200.
-                    self._skipped_store_lines += 1
-                    continue
-                lines.append(line)
-                job_id = record.get("jobId")
-                if isinstance(job_id, int):
-                    self._next_job_id = max(self._next_job_id, job_id + 1)
-        if lines:
-            self._accepted.append(Accepted("store", None, "", "", len(lines), lines=lines))
-            self._item_count = len(lines)
-        self._store = open(path, "ab")  # noqa: SIM115 - lives as long as the sandbox
-        if not ends_cleanly:
-            self._store.write(b"\n")
-            self._store.flush()
-        self._store_size = self._store.tell()
-        self._store_reader = os.open(path, os.O_RDONLY)
-
-    def _read_store(self, offset: int, length: int) -> bytes:
-        reader = self._store_reader
-        if reader is None:  # closed: the sandbox has stopped
-            return b""
-        return os.pread(reader, length, offset)
 
     def close(self) -> None:
         """Release waiting requests and close the store (SandboxServer.stop)."""
@@ -157,10 +77,6 @@ class SandboxState:
             self._changed.notify_all()
             if self._store is not None:
                 self._store.close()
-                self._store = None
-            if self._store_reader is not None:
-                os.close(self._store_reader)
-                self._store_reader = None
 
     # ---- faults ------------------------------------------------------------------
 
@@ -176,6 +92,7 @@ class SandboxState:
             self._faults = faults
             self._random = random.Random(faults.seed)
             self._limiter.configure(faults.windows())
+            self._other_limiter.configure(faults.status_windows())
             self._stall_until = self._clock() + faults.stall_seconds
             self._changed.notify_all()
 
@@ -206,6 +123,14 @@ class SandboxState:
             wait = self._limiter.try_admit()
             if wait is not None:
                 self._stats["rate_limited"] += 1
+            return wait, self._wall()
+
+    def admit_other(self) -> tuple[float | None, float]:
+        """As `admit`, for the "Others" bucket: status reads and stops."""
+        with self._lock:
+            wait = self._other_limiter.try_admit()
+            if wait is not None:
+                self._stats["status_rate_limited"] += 1
             return wait, self._wall()
 
     def roll(self, rate: float) -> bool:
@@ -264,11 +189,8 @@ class SandboxState:
         events = sum(map(len, map(_EVENTS, items)))
         with self._changed:
             if self._store is not None:
-                self._store.write(chunk + b"\n")
-                self._store.flush()
-                accepted.span = (self._store_size, len(chunk))
+                accepted.span = self._store.append(chunk)
                 accepted.raw = None  # the store holds the items now
-                self._store_size += len(chunk) + 1
             self._accepted.append(accepted)
             self._item_count += len(items)
             if job_id is not None:
@@ -288,8 +210,8 @@ class SandboxState:
         failures: dict[int, dict[str, Any]] = {}
         for index, customer in enumerate(customer_ids if failing else ()):
             if customer in failing:
-                failures[index] = errors.ApiError(
-                    400, errors.CUSTOMER_EVENT_FAILED,
+                failures[index] = errors.api_error(
+                    errors.JOB_ITEM_FAILED,
                     f"events of customer {customer} could not be processed "
                     "(sandbox fault job_fail_customers)",
                 ).body(request_id)
@@ -325,7 +247,7 @@ class SandboxState:
             if end is not None and position >= end:
                 break
             if position + entry.count > offset:
-                lines = entry.item_lines(self._read_store)
+                lines = entry.item_lines(None if self._store is None else self._store.read)
                 start = max(0, offset - position)
                 stop = None if end is None else end - position
                 chosen.extend(lines[start:stop])
@@ -364,6 +286,7 @@ class SandboxState:
             "max_items_per_request": 0,
             "max_body_bytes": 0,
             "rate_limited": 0,
+            "status_rate_limited": 0,
             "dropped": 0,
             "conflicts": 0,
             "rejected": 0,
@@ -371,8 +294,7 @@ class SandboxState:
             "stalled": 0,
             "in_flight": 0,
             "max_concurrent": 0,
-            "secretkey_on_events": 0,
-            "skipped_store_lines": self._skipped_store_lines,
+            "skipped_store_lines": 0 if self._store is None else self._store.skipped_lines,
         }
         self._by_route: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._arrivals: list[dict[str, Any]] = []
@@ -426,11 +348,9 @@ class SandboxState:
             self._item_count = 0
             self._jobs.clear()
             self._limiter.reset()
-            self._skipped_store_lines = 0
+            self._other_limiter.reset()
             if self._store is not None:
-                self._store.seek(0)
                 self._store.truncate()
-                self._store_size = 0
             in_flight = self._stats["in_flight"]  # requests still running will leave()
             self._reset_stats()
             self._stats["in_flight"] = in_flight

@@ -1,7 +1,8 @@
 """Strict checks of request bodies against Gameball's OpenAPI pages (seeds/).
 
-Pure functions: the server calls them on the parsed JSON and answers 400 with the
-returned error. Unknown keys are rejected on purpose: the sandbox exists to catch a
+Pure functions: the server calls them on the parsed JSON and answers with the
+returned error (a code of the reference's table with its status: see errors.py).
+Unknown keys are rejected on purpose: the sandbox exists to catch a
 connector that sends something Gameball's schema does not describe.
 """
 
@@ -21,31 +22,31 @@ _EVENTS = itemgetter("events")
 
 
 def _bad(code: int, message: str) -> ApiError:
-    return ApiError(400, code, message)
+    return errors.api_error(code, message)
 
 
 def item_problem(item: Any, where: str) -> ApiError | None:
     """Check one `{"customerId", "events"}` object; `where` names it in the message."""
     if not isinstance(item, dict):
-        return _bad(errors.INVALID_BODY, f"{where} must be an object with customerId and events")
+        return _bad(errors.INVALID_PAYLOAD, f"{where} must be an object with customerId and events")
     if item.keys() != _ITEM_KEYS:
         missing = sorted(_ITEM_KEYS - item.keys())
         if missing:
-            return _bad(errors.INVALID_BODY, f"{where} is missing {', '.join(missing)}")
+            return _bad(errors.MISSING_ARGUMENTS, f"{where} is missing {', '.join(missing)}")
         unknown = sorted(item.keys() - _ITEM_KEYS)
-        return _bad(errors.INVALID_BODY, f"{where} has unknown field(s): {', '.join(unknown)}")
+        return _bad(errors.INVALID_PAYLOAD, f"{where} has unknown field(s): {', '.join(unknown)}")
     customer_id = item["customerId"]
     if not isinstance(customer_id, str) or not customer_id or customer_id.isspace():
-        return _bad(errors.INVALID_CUSTOMER_ID, f"{where}.customerId must be a non-empty string")
+        return _bad(errors.INVALID_VALUE, f"{where}.customerId must be a non-empty string")
     events = item["events"]
     if not isinstance(events, dict) or not events:
-        return _bad(errors.INVALID_EVENTS,
+        return _bad(errors.INVALID_VALUE,
                     f"{where}.events must be a non-empty object of event name -> metadata object")
     for name, metadata in events.items():
         if not name or name.isspace():
-            return _bad(errors.INVALID_EVENTS, f"{where}.events has an empty event name")
+            return _bad(errors.INVALID_VALUE, f"{where}.events has an empty event name")
         if not isinstance(metadata, dict):
-            return _bad(errors.INVALID_EVENTS,
+            return _bad(errors.INVALID_VALUE,
                         f"{where}.events.{name} must be an object (the event's metadata)")
     return None
 
@@ -56,19 +57,20 @@ def validate_batch_body(obj: Any) -> ApiError | None:
     Returns None when valid, else the 400 error naming the first problem.
     """
     if not isinstance(obj, dict):
-        return _bad(errors.INVALID_BODY, 'request body must be a JSON object {"body": [...]}')
+        return _bad(errors.INVALID_PAYLOAD, 'request body must be a JSON object {"body": [...]}')
     if "body" not in obj:
-        return _bad(errors.INVALID_BODY, 'request body is missing "body" (the array of items)')
+        return _bad(errors.MISSING_ARGUMENTS, 'request body is missing "body" (the array of items)')
     unknown = sorted(k for k in obj if k != "body")
     if unknown:
-        return _bad(errors.INVALID_BODY, f"request body has unknown field(s): {', '.join(unknown)}")
+        return _bad(errors.INVALID_PAYLOAD,
+                    f"request body has unknown field(s): {', '.join(unknown)}")
     items = obj["body"]
     if not isinstance(items, list):
-        return _bad(errors.INVALID_BODY, '"body" must be an array of items')
+        return _bad(errors.INVALID_PAYLOAD, '"body" must be an array of items')
     if not items:
-        return _bad(errors.EMPTY_BATCH, '"body" must contain at least one item')
+        return _bad(errors.MISSING_ARGUMENTS, '"body" must contain at least one item')
     if len(items) > MAX_BATCH_ITEMS:
-        return _bad(errors.TOO_MANY_ITEMS,
+        return _bad(errors.LIMIT_EXCEED,
                     f'"body" has {len(items)} items; at most {MAX_BATCH_ITEMS} are allowed')
     if _all_items_ok(items):
         return None
@@ -105,6 +107,6 @@ def _all_items_ok(items: list[Any]) -> bool:
 def validate_events_body(obj: Any) -> ApiError | None:
     """Send Events body: one `{"customerId", "events"}` object. None when valid."""
     if not isinstance(obj, dict):
-        return _bad(errors.INVALID_BODY,
+        return _bad(errors.INVALID_PAYLOAD,
                     'request body must be a JSON object {"customerId": ..., "events": {...}}')
     return item_problem(obj, "request body")

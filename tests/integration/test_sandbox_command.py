@@ -40,7 +40,7 @@ def start(*flags: str) -> tuple[subprocess.Popen[str], list[str]]:
 def test_serves_from_flags_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     store = tmp_path / "accepted.jsonl"
     proc, banner = start("--reject-customer", "bad-1", "--reject-customer", "bad-2",
-                         "--store", str(store))
+                         "--store", str(store), "--high-security")
     try:
         text = "".join(banner)
         assert "NOT Gameball" in text
@@ -54,7 +54,13 @@ def test_serves_from_flags_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         bad = {"body": [{"customerId": "bad-2", "events": {"place_order": {}}}]}
         answer = http.request("POST", f"{url}/api/v4.0/integrations/batch/events",
                               body=orjson.dumps(bad), headers=KEYS)
-        assert answer.status == 400 and orjson.loads(answer.data)["code"] == 7001
+        assert answer.status == 412 and orjson.loads(answer.data)["code"] == 2000
+        # --high-security: Send Events without the secret is refused (401, 1001).
+        one = {"customerId": "c2", "events": {"place_order": {}}}
+        answer = http.request("POST", f"{url}/api/v4.0/integrations/events",
+                              body=orjson.dumps(one),
+                              headers={k: v for k, v in KEYS.items() if k != "secretkey"})
+        assert answer.status == 401 and orjson.loads(answer.data)["code"] == 1001
         banner_page = orjson.loads(http.request("GET", f"{url}/").data)
         assert "NOT Gameball" in banner_page["notice"]
         # Flushed before the answer: the store has the item while the sandbox runs.

@@ -79,10 +79,13 @@ def test_null_switches_a_rate_limit_off() -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
-    [(500, 5000, "Server Error"), (503, 5003, "Server Error"), (401, 1002, "Authentication Error"),
-     (408, 4008, "General Error"), (429, 2029, "Request Error")],
+    [(500, 5000, "Server Error"), (503, 5003, "Server Error"), (401, 1000, "Authentication Error"),
+     (403, 1002, "Authentication Error"), (412, 2000, "Request Error"),
+     (422, 3003, "Payload Error"), (400, 4000, "General Error"), (404, 4004, "General Error"),
+     # statuses the reference pairs with no code: answered as a gateway would, without one
+     (408, None, "HTTP Error"), (429, None, "HTTP Error"), (502, None, "HTTP Error")],
 )
-def test_injected_errors_pair_status_and_code(status: int, code: int, kind: str) -> None:
+def test_injected_errors_pair_status_and_code(status: int, code: int | None, kind: str) -> None:
     error = errors.injected_error(status)
     assert (error.status, error.code, error.type) == (status, code, kind)
     if status == 429:

@@ -6,7 +6,7 @@ from typing import Any
 
 from connector.sandbox.jobs import Job, newest_status, older_status
 
-ERROR = {"code": 7002, "type": "Customer Error", "message": "m", "documentationUrl": "u",
+ERROR = {"code": 2000, "type": "Request Error", "message": "m", "documentationUrl": "u",
          "requestId": "r"}
 
 
@@ -19,18 +19,18 @@ def job(delay: float = 0.0, customers: tuple[str, ...] = ("a", "b", "c", "d"),
 def test_without_delay_a_job_is_complete_at_once() -> None:
     status = newest_status(job(), now=100.0)
     assert status == {
-        "batchId": 7, "status": "completed", "progress": 100, "totalItems": 4,
+        "batchId": "7", "status": "completed", "progress": 100, "totalItems": 4,
         "processedItems": 4, "failedItems": 0,
-        "results": [{"index": i, "customerId": c, "status": "succeeded"}
+        "results": [{"index": i, "customerId": c, "status": "successful"}
                     for i, c in enumerate("abcd")],
         "errors": [],
     }
     older = older_status(job(), now=100.0)
-    assert older["status"] == "Completed"
+    assert older["status"] == "completed"
     assert (older["finishedCount"], older["errorCount"], older["totalCount"]) == (4, 0, 4)
     assert older["operation"] == "events"
     assert older["createdAt"].startswith("2023-11-14T22:13:20.000")
-    assert older["response"] == {"succeeded": [{"index": i, "customerId": c}
+    assert older["response"] == {"successful": [{"index": i, "customerId": c}
                                                for i, c in enumerate("abcd")], "failed": []}
 
 
@@ -38,11 +38,11 @@ def test_a_delayed_job_queues_then_runs_then_completes() -> None:
     delayed = job(delay=2.0)
     assert newest_status(delayed, 100.5)["status"] == "pending"
     queued = older_status(delayed, 100.5)
-    assert queued["status"] == "Queued" and queued["startedAt"] is None
+    assert queued["status"] == "queued" and queued["startedAt"] is None
     running = newest_status(delayed, 101.5)
     assert running["status"] == "processing"
     assert running["processedItems"] == 2 and running["progress"] == 50
-    assert older_status(delayed, 101.5)["status"] == "Running"
+    assert older_status(delayed, 101.5)["status"] == "running"
     assert older_status(delayed, 101.5)["startedAt"] is not None
     assert newest_status(delayed, 102.0)["status"] == "completed"
     assert older_status(delayed, 102.0)["finishedCount"] == 4
@@ -63,7 +63,7 @@ def test_failed_items_are_reported_with_their_error() -> None:
 def test_a_job_whose_items_all_failed_is_failed() -> None:
     all_bad = job(customers=("a", "b"), failures={0: ERROR, 1: ERROR})
     assert newest_status(all_bad, 100.0)["status"] == "failed"
-    assert older_status(all_bad, 100.0)["status"] == "Failed"
+    assert older_status(all_bad, 100.0)["status"] == "failed"
 
 
 def test_failures_appear_only_once_processed() -> None:
@@ -76,11 +76,11 @@ def test_stopping_freezes_a_running_job() -> None:
     delayed = job(delay=2.0)
     delayed.stopped = 101.5
     later = older_status(delayed, 105.0)
-    assert later["status"] == "Stopped" and later["finishedCount"] == 2
+    assert later["status"] == "stopped" and later["finishedCount"] == 2
     assert newest_status(delayed, 105.0)["status"] == "failed"
 
 
 def test_stopping_a_finished_job_changes_nothing() -> None:
     done = job()
     done.stopped = 100.5
-    assert older_status(done, 101.0)["status"] == "Completed"
+    assert older_status(done, 101.0)["status"] == "completed"

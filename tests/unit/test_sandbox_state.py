@@ -164,7 +164,7 @@ def test_job_failures_name_the_customer() -> None:
     job = state.job(job_id)
     assert job is not None and set(job.failures) == {1}
     error = job.failures[1]
-    assert error["code"] == 7002 and error["type"] == "Customer Error"
+    assert error["code"] == 2000 and error["type"] == "Request Error"
     assert "customer b" in error["message"] and error["requestId"] == "r1"
 
 

@@ -89,6 +89,9 @@ class JobTrackingSettings(_Model):
     # beyond it the oldest is given up and counted as "dropped".
     max_tracked: int = Field(default=200, ge=1)
     max_polls: int = Field(default=30, ge=1)
+    # Status reads per second (and 12x per 30 s): Gameball's "Others" bucket allows
+    # 30/s and 360/30 s per account; the default leaves most of it to other clients.
+    max_reads_per_second: int = Field(default=10, ge=1, le=30)
 
 
 class GameballSettings(_Model):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import urllib3
@@ -26,6 +27,8 @@ from urllib3.exceptions import (
 )
 
 from connector.config import GameballSettings
+from connector.jobreads import JobId
+from connector.jobs import StatusRead
 from connector.records import Batch
 
 BATCH_PATH = "/api/v4.0/integrations/batch/events"
@@ -200,10 +203,12 @@ class GameballClient:
         path = BATCH_PATH if self.endpoint == "batch" else EVENTS_PATH
         return self._request("POST", path, body, self._headers)
 
-    def job_status(self, job_id: int) -> tuple[int, dict[str, Any] | None]:
-        """GET a batch job's status (path per `job_tracking.status_api`); (0, None) on no answer."""
-        answer = self._request("GET", self._status_path.format(job_id=job_id), None, self._headers)
-        return (answer.status or 0, answer.body)
+    def job_status(self, job_id: JobId) -> StatusRead:
+        """GET a batch job's status (path per `job_tracking.status_api`); status 0 on no
+        answer. Numeric and string ids alike (create answers a number, status a string)."""
+        path = self._status_path.format(job_id=quote(str(job_id), safe=""))
+        answer = self._request("GET", path, None, self._headers)
+        return StatusRead(answer.status or 0, answer.body, answer.retry_after)
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]

@@ -10,8 +10,10 @@ accepted batch and goes on: worker threads poll the status with backoff, at most
   as failed (the pipeline dead-letters it with the job id).
 
 This module does no HTTP itself (`fetch` is injected: `GameballClient.job_status`)
-and knows nothing of metrics. Both documented status answers are understood by
-`parse_status`; see docs/metrics.md ("Job tracking") for the reasoning.
+and knows nothing of metrics. Reads stay within a budget (connector/jobreads.py): when
+more jobs finish than it can read, new jobs are skipped (sampled), never queued. Both
+documented status answers are understood by `parse_status`; see docs/metrics.md ("Job
+tracking") for the reasoning.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from connector.config import JobTrackingSettings
+from connector.jobreads import JobId, ReadBudget, job_id_of
 from connector.records import ConnectorError, Event, Item
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,9 @@ JobState = Literal["pending", "running", "completed", "failed", "stopped"]
 StatusApi = Literal["newest", "older"]
 
 # Outcomes passed to on_done: the three terminal states, plus "expired" (still not
-# finished after max_polls) and "dropped" (pushed out by max_tracked).
-JOB_OUTCOMES = ("completed", "failed", "stopped", "expired", "dropped")
+# finished after max_polls), "dropped" (pushed out by max_tracked), "skipped" (not read:
+# the status-read budget was behind) and "untracked" (the answer had no usable jobId).
+JOB_OUTCOMES = ("completed", "failed", "stopped", "expired", "dropped", "skipped", "untracked")
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "stopped"})
 
 # Both vocabularies, lower-cased: newest page (pending/processing/completed/failed)
@@ -212,14 +216,22 @@ def parse_status(api: StatusApi, payload: Any) -> JobStatus:
 
 # --- the tracker --------------------------------------------------------------------
 
-Fetch = Callable[[int], tuple[int, "dict[str, Any] | None"]]
+class StatusRead(NamedTuple):
+    """One status answer: HTTP status (0: no answer), JSON body, Retry-After seconds."""
+
+    status: int
+    body: dict[str, Any] | None
+    retry_after: float | None = None
+
+
+Fetch = Callable[[JobId], "StatusRead | tuple[int, dict[str, Any] | None]"]
 OnDone = Callable[[str, int], None]
-OnFailedItem = Callable[[Event, int, "dict[str, Any]"], None]
+OnFailedItem = Callable[[Event, JobId, "dict[str, Any]"], None]
 
 
 @dataclass(slots=True)
 class _Job:
-    job_id: int
+    job_id: JobId
     items: list[Item]
     polls: int = 0
     busy: bool = False  # a worker is polling it right now
@@ -253,39 +265,74 @@ class JobTracker:
         self._clock = clock
         self._threaded = start
         self._cond = threading.Condition()
-        self._jobs: OrderedDict[int, _Job] = OrderedDict()  # submit order = age
+        self._jobs: OrderedDict[JobId, _Job] = OrderedDict()  # submit order = age
         self._due: list[tuple[float, int, _Job]] = []  # heap; stale entries skipped
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._timer_until: float | None = None  # when the one timed waiter wakes
         self._closed = False
         self.dropped = 0
+        self.budget = ReadBudget(settings.max_reads_per_second, clock())
+        self.skipped = 0  # jobs not tracked: reads were behind (on_done "skipped")
+        self.reads = 0  # status requests made
+        self.throttled = 0  # status reads answered 429
+        self._causes: set[str] = set()  # unusable-id causes already logged
 
     def tracked(self) -> int:
         """Jobs submitted and not finished yet (waiting or being polled)."""
         with self._cond:
             return len(self._jobs)
 
-    def submit(self, job_id: int, items: list[Item]) -> None:
-        """Start tracking an accepted batch (called by the pipeline); never blocks on I/O."""
+    def submit(self, raw_id: Any, items: list[Item]) -> None:
+        """Start tracking an accepted batch (called by the pipeline with the answer's
+        `jobId`, whatever its type); never blocks on I/O.
+
+        An unusable id is logged once per cause and reported "untracked"; while due reads
+        lag more than a poll interval behind the budget, the job is reported "skipped"
+        (a sample of the jobs is tracked, the rest counted: never an unbounded queue).
+        """
+        job_id, cause = job_id_of(raw_id)
+        if job_id is None:
+            with self._cond:
+                first = cause not in self._causes
+                self._causes.add(str(cause))
+            if first:
+                log.warning("batch job cannot be tracked (logged once per cause)",
+                            extra={"cause": cause})
+            self._call_done("untracked", 0, None)
+            return
         dropped: list[_Job] = []
         with self._cond:
             if self._closed:
                 log.warning("job tracker closed: job not tracked", extra={"job_id": job_id})
                 return
             now = self._clock()
-            job = _Job(job_id, list(items))
-            self._jobs[job_id] = job
-            while len(self._jobs) > self._settings.max_tracked:
-                oldest = next((j for j in self._jobs.values() if not j.busy), None)
-                if oldest is None:
-                    break
-                del self._jobs[oldest.job_id]
-                oldest.done = True
-                dropped.append(oldest)
-            if self._threaded and not self._threads:
-                self._start_workers()
-            self._schedule(job, now + self._interval(0))
+            skip = self._reads_behind(now)
+            if skip:
+                self.skipped += 1
+            else:
+                job = _Job(job_id, list(items))
+                self._jobs[job_id] = job
+                while len(self._jobs) > self._settings.max_tracked:
+                    oldest = next((j for j in self._jobs.values() if not j.busy), None)
+                    if oldest is None:
+                        break
+                    del self._jobs[oldest.job_id]
+                    oldest.done = True
+                    dropped.append(oldest)
+                if self._threaded and not self._threads:
+                    self._start_workers()
+                self._schedule(job, now + self._interval(0))
+        if skip:
+            if self.skipped == 1:
+                log.warning(
+                    "status reads are behind their budget: some batch jobs are not tracked "
+                    "(counted as jobs_total{status=\"skipped\"}; docs/delivery.md)",
+                    extra={"job_id": job_id,
+                           "max_reads_per_second": self._settings.max_reads_per_second},
+                )
+            self._call_done("skipped", 0, job_id)
+            return
         for old in dropped:
             self.dropped += 1
             log.warning(
@@ -293,6 +340,13 @@ class JobTracker:
                 extra={"job_id": old.job_id, "max_tracked": self._settings.max_tracked},
             )
             self._call_done("dropped", 0, old.job_id)
+
+    def _reads_behind(self, now: float) -> bool:
+        """True when the oldest due read waits more than a poll interval (lock held)."""
+        while self._due and (self._due[0][2].done or self._due[0][2].busy):
+            heapq.heappop(self._due)  # stale entry
+        lag_limit = self._settings.poll_interval_ms / 1000.0
+        return bool(self._due) and self._due[0][0] < now - lag_limit
 
     def poll_due(self) -> int:
         """Poll every job whose time has come, in the calling thread; return how many.
@@ -362,6 +416,9 @@ class JobTracker:
                 continue
             if when > now:
                 return when - now
+            wait = self.budget.acquire(now)
+            if wait > 0:
+                return wait  # due, but the read budget has no slot yet
             heapq.heappop(self._due)
             job.busy = True
             return job
@@ -405,11 +462,22 @@ class JobTracker:
         job.polls += 1
         status: JobStatus | None = None
         try:
-            code, body = self._fetch(job.job_id)
+            read = self._fetch(job.job_id)
         except Exception as exc:
             log.debug("job status request failed", extra={"job_id": job.job_id, "error": str(exc)})
         else:
-            if code == 200:
+            code, body = read[0], read[1]
+            with self._cond:
+                self.reads += 1
+                if code == 429:
+                    self.throttled += 1
+            if code == 429:
+                # The Others bucket is the account's: slow down for every job, not just this.
+                retry_after = read.retry_after if isinstance(read, StatusRead) else None
+                self.budget.throttled(self._clock(), retry_after)
+                log.warning("job status read answered 429: reading slower",
+                            extra={"job_id": job.job_id, "retry_after": retry_after})
+            elif code == 200:
                 try:
                     status = parse_status(self._settings.status_api, body)
                 except JobStatusError as exc:
@@ -517,7 +585,7 @@ class JobTracker:
                 chosen.setdefault(i, failure.error)
         return [(job.items[i], err) for i, err in sorted(chosen.items())]
 
-    def _call_done(self, status: str, failed_count: int, job_id: int) -> None:
+    def _call_done(self, status: str, failed_count: int, job_id: JobId | None) -> None:
         try:
             self._on_done(status, failed_count)
         except Exception:

@@ -180,7 +180,7 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
         # Batch-job outcomes: counted from the tracker's threads; failed items are handed
         # to the loop, which owns the dead-letter producer and its pending count.
-        self._job_failures: queue.SimpleQueue[tuple[Event, int, dict[str, Any]]] = (
+        self._job_failures: queue.SimpleQueue[tuple[Event, int | str, dict[str, Any]]] = (
             queue.SimpleQueue()
         )
         tracking = settings.gameball.job_tracking
@@ -394,7 +394,7 @@ class Pipeline:
         wall = time.time()
         jobs = self._jobs
         for items, job_id in delivery.accepted:
-            tracked = jobs is not None and job_id is not None
+            tracked = jobs is not None  # the tracker judges the id (and counts a bad one)
             oldest = _NO_TIMESTAMP
             n = 0
             for item in items:  # once per accepted event: kept lean
@@ -414,7 +414,7 @@ class Pipeline:
             self._m.events_accepted.labels(self._endpoint).inc(n)
             if oldest != _NO_TIMESTAMP:
                 self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
-            if jobs is not None and job_id is not None:  # as `tracked`, spelt for mypy
+            if jobs is not None:  # as `tracked`, spelt for mypy
                 jobs.submit(job_id, items)
         for item, answer in delivery.rejected:
             for ev in item.events.values():
@@ -470,7 +470,7 @@ class Pipeline:
         if failed:
             self._m.job_items_failed.inc(failed)
 
-    def _job_item_failed(self, ev: Event, job_id: int, error: dict[str, Any]) -> None:
+    def _job_item_failed(self, ev: Event, job_id: int | str, error: dict[str, Any]) -> None:
         """Job tracker threads: Gameball failed an item of an accepted job."""
         if self._dlq is not None:  # else the tracker has logged it with the error
             self._job_failures.put((ev, job_id, error))

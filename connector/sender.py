@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import tenacity
 
@@ -49,7 +49,8 @@ class Delivery:
     """The outcome of one batch. Every item is in exactly one list."""
 
     batch: Batch
-    accepted: list[tuple[list[Item], int | None]] = field(default_factory=list)  # (items, jobId)
+    # (items, the answer's jobId as sent: the job tracker judges it, connector/jobreads.py)
+    accepted: list[tuple[list[Item], Any]] = field(default_factory=list)
     rejected: list[tuple[Item, Answer]] = field(default_factory=list)
     abandoned: list[Item] = field(default_factory=list)  # shutdown/revoke cut it short
     possible_duplicates: int = 0
@@ -116,8 +117,7 @@ class Sender:
             result.abandoned.extend(items)
             return
         if verdict.action is Action.ACCEPTED:
-            job = answer.body.get("jobId") if answer.body else None
-            result.accepted.append((items, job if isinstance(job, int) else None))
+            result.accepted.append((items, answer.body.get("jobId") if answer.body else None))
         elif len(items) == 1 or verdict.reason == EXHAUSTED:
             # Exhausted retries say nothing about which item is bad: splitting would
             # only multiply the requests to a peer that keeps failing.

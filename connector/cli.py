@@ -49,10 +49,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"  routes: {len(settings.mappings)}; dead letters: "
         f"{settings.dead_letter.topic or 'off (bad records are logged and counted)'}"
     )
+    gameball = settings.gameball
+    if gameball.endpoint == "events" and gameball.secret_key is None:
+        print(
+            "  warning: gameball.endpoint is 'events' without gameball.secret_key: High "
+            "Security Mode accounts will refuse these requests (401, code 1001)"
+        )
     if args.show:
         import orjson
 
         print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+    if args.check_credentials:
+        from connector.credentials import check
+
+        result = check(gameball)
+        print(f"  credentials: {result.message}")
+        return EXIT_OK if result.ok else EXIT_FAILED
     return EXIT_OK
 
 
@@ -158,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config file without connecting anywhere")
     p.add_argument("--config", required=True, help="YAML or JSON config file")
     p.add_argument("--show", action="store_true", help="print the settings (secrets masked)")
+    p.add_argument(
+        "--check-credentials",
+        action="store_true",
+        help="make one harmless authenticated request to gameball.base_url and report "
+        "whether the keys are accepted (exit 1 if not); the only option that connects",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("map", help="dry-run the mapping on JSON lines from stdin")

@@ -206,9 +206,15 @@ class GameballClient:
     def job_status(self, job_id: JobId) -> StatusRead:
         """GET a batch job's status (path per `job_tracking.status_api`); status 0 on no
         answer. Numeric and string ids alike (create answers a number, status a string)."""
-        path = self._status_path.format(job_id=quote(str(job_id), safe=""))
-        answer = self._request("GET", path, None, self._headers)
+        answer = self.request("GET", self.status_path(job_id))
         return StatusRead(answer.status or 0, answer.body, answer.retry_after)
+
+    def status_path(self, job_id: JobId) -> str:
+        return self._status_path.format(job_id=quote(str(job_id), safe=""))
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
+        """One request with the configured keys (`validate --check-credentials`)."""
+        return self._request(method, path, body, self._headers)
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]

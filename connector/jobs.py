@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import logging
 import threading
 import time
@@ -65,6 +66,9 @@ _INDEX_KEYS = ("index", "itemIndex", "item_index")
 # Where a failed entry may nest the item it is about.
 _NESTED_ITEM_KEYS = ("item", "request", "body", "input", "data")
 _ERROR_KEYS = ("code", "type", "message", "error", "errors", "reason", "requestId", "status")
+# A job is tracked only if the read budget can read every tracked job within this many
+# poll intervals; beyond, new jobs are skipped (sampled) rather than queued.
+READ_HORIZON = 2
 # Per-item log lines per job; the rest are summarised (they are all dead-lettered).
 _LOGGED_ITEMS_PER_JOB = 20
 
@@ -342,11 +346,16 @@ class JobTracker:
             self._call_done("dropped", 0, old.job_id)
 
     def _reads_behind(self, now: float) -> bool:
-        """True when the oldest due read waits more than a poll interval (lock held)."""
+        """True when the budget cannot read one more job in time (lock held): more jobs
+        tracked than it reads in `READ_HORIZON` poll intervals (at least 5 s), or the
+        oldest due read already waits more than a poll interval."""
+        interval = self._settings.poll_interval_ms / 1000.0
+        room = math.ceil(self.budget.sustained * max(5.0, READ_HORIZON * interval))
+        if len(self._jobs) >= room:
+            return True
         while self._due and (self._due[0][2].done or self._due[0][2].busy):
             heapq.heappop(self._due)  # stale entry
-        lag_limit = self._settings.poll_interval_ms / 1000.0
-        return bool(self._due) and self._due[0][0] < now - lag_limit
+        return bool(self._due) and self._due[0][0] < now - interval
 
     def poll_due(self) -> int:
         """Poll every job whose time has come, in the calling thread; return how many.

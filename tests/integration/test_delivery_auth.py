@@ -79,7 +79,7 @@ def test_wrong_key_commits_nothing_and_says_why(broker: LocalBroker, tmp_path: P
                 10, "an error line naming the cause",
             )
             assert line["cause"] == "auth"
-            assert "HTTP 401" in line["answer"] and "code=1002" in line["answer"]
+            assert "HTTP 401" in line["answer"] and "code=1000" in line["answer"]
             assert "invalid API key" in line["answer"]
             # ...commits nothing, and the accepted count stays zero.
             assert nothing_committed(broker, group, topic)

@@ -1,4 +1,6 @@
-"""Rejected items (issue 4): a few customers answer 400 with a customer error.
+"""Rejected items (issues 4 and 12): a few customers answer 412 Precondition Failed (code
+2000, the reference's "Submitting an order without customerId"): data errors that
+must not stop delivery for everyone.
 
 The connector must split the batches holding them until the bad items are alone,
 deliver every other item of those batches, copy the bad records to the dead-letter
@@ -61,7 +63,7 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
     assert set(got) == good_orders  # every other item of the rejected batches arrived
     assert max(got.values()) == 1  # ...once: no faults here, so no duplicates either
     assert not BAD & {item["customerId"] for item in items}
-    rejected_requests = [a for a in stats["arrivals"] if a["status"] == 400]
+    rejected_requests = [a for a in stats["arrivals"] if a["status"] == 412]
     # Each bad record needs one request alone; the batches it shared add more: bisected.
     assert len(rejected_requests) > len(bad_orders)
 
@@ -84,9 +86,9 @@ def test_bad_customers_go_to_the_dead_letters_and_the_rest_arrives(
         assert h["trace"] == f"t-{order_id.removeprefix('o-')}"  # original headers kept
         assert h["gameball.error.stage"] == "gameball"
         assert h["gameball.error.reason"] == "rejected"
-        assert h["gameball.error.status"] == "400"
-        assert h["gameball.error.code"] == "7001"
-        assert h["gameball.error.type"] == "Customer Error"
+        assert h["gameball.error.status"] == "412"
+        assert h["gameball.error.code"] == "2000"
+        assert h["gameball.error.type"] == "Request Error"
         assert customer in h["gameball.error.message"]
         assert len(h["gameball.error.requestId"]) >= 16
         assert h["gameball.error.customerId"] == customer

@@ -22,7 +22,7 @@ from connector.records import Batch, Event, Item, SourceRecord
 from connector.sender import Sender
 
 OK = Answer(200, {"jobId": 1})
-BAD = Answer(400, {"code": 7001, "type": "Customer Error", "message": "blocked"}, request_id="r")
+BAD = Answer(412, {"code": 2000, "type": "Request Error", "message": "blocked"}, request_id="r")
 FAST = RetrySettings(initial_backoff_ms=1, max_backoff_ms=2, auth_backoff_ms=1)
 
 
@@ -103,7 +103,7 @@ def test_bisect_isolates_the_bad_items_and_delivers_the_rest() -> None:
     delivery = sender.deliver(batch_of(customers))
     assert sorted(accepted_customers(delivery)) == sorted(set(customers) - bad)
     assert sorted(item.customer_id for item, _ in delivery.rejected) == sorted(bad)
-    assert all(answer.code == 7001 and answer.request_id == "r" for _, answer in delivery.rejected)
+    assert all(answer.code == 2000 and answer.request_id == "r" for _, answer in delivery.rejected)
     assert not delivery.abandoned
     # every good item was accepted exactly once; bisect cost stays logarithmic per bad item
     sent_ok = [c for cs in client.requests if not bad & set(cs) for c in cs]
@@ -193,7 +193,7 @@ def test_retry_after_is_honoured() -> None:
 def test_halt_keeps_retrying_and_never_rejects() -> None:
     retry = RetrySettings(max_attempts=2, initial_backoff_ms=1, max_backoff_ms=2,
                           auth_backoff_ms=1)
-    answers = [Answer(401, {"code": 1002})] * 5 + [Answer(400, {"code": 6001}), OK]
+    answers = [Answer(403, {"code": 1002})] * 5 + [Answer(422, {"code": 6001}), OK]
     sender, client, hooks = make(lambda n, _cs: answers[n - 1], retry)
     delivery = sender.deliver(batch_of(["a", "b"]))
     assert accepted_customers(delivery) == ["a", "b"]

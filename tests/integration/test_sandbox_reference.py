@@ -112,6 +112,10 @@ def test_every_error_answer_is_in_the_reference_table(sandbox: SandboxServer) ->
         raw_socket.sendall(b"NONSENSE\r\n\r\n")
         head, _, payload = raw_socket.makefile("rb").read().partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and "code" not in orjson.loads(payload)
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw_socket:
+        raw_socket.sendall(f"POST {BATCH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head, _, payload = raw_socket.makefile("rb").read().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411") and "code" not in orjson.loads(payload)
 
     codes = {code for _, code in seen if code is not None}
     # The answers the connector's classification depends on were all met.

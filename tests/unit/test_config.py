@@ -92,6 +92,8 @@ def test_json_config_loads_too(tmp_path: Path) -> None:
         (("group_id: gameball-connector", "group_id: [a]"), "kafka.group_id: "),
         (("max_in_flight: 4", "max_in_flight: 4\n  max_resend_events: 0"),
          "batch.max_resend_events: "),
+        (("endpoint: batch", "endpoint: batch\n  job_tracking:\n    max_reads_per_second: 31"),
+         "gameball.job_tracking.max_reads_per_second: "),  # over the Others bucket's 30/s
     ],
 )
 def test_each_problem_names_its_key_path(change: tuple[str, str], expected: str) -> None:

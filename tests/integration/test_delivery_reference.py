@@ -100,5 +100,3 @@ def test_a_backlog_drains_without_a_429_on_status_reads(
     assert metrics["gameball_connector_jobs_total{status=completed}"] >= 5
     assert metrics["gameball_connector_jobs_total{status=skipped}"] > 0
     assert metrics["gameball_connector_jobs_total{status=dropped}"] == 0  # sampled, not queued
-    print(f"status reads {reads['200']}, jobs {jobs}, "
-          f"skipped {metrics['gameball_connector_jobs_total{status=skipped}']}")

@@ -1,4 +1,4 @@
-"""`gameball-connector`: run, validate, map, sandbox, demo.
+"""`gameball-connector`: run, validate, map, redrive, sandbox, demo.
 
 Builds the objects (config, mapper, client, metrics, pipeline), sets up logging and
 signals, and turns errors into exit codes: 0 done, 1 runtime failure, 2 bad config
@@ -136,6 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 # `add_arguments(parser)` and `run(args) -> int`). Imported only when chosen.
 LAZY_COMMANDS = {
     "map": ("dry-run the mapping on JSON lines from stdin", "connector.dryrun"),
+    "redrive": ("send dead-lettered records again through the current mapping",
+                "connector.redrive"),
     "sandbox": ("a local Gameball-compatible API (NOT Gameball)", "connector.sandbox.command"),
     "demo": ("broker + sandbox + connector on loopback, live progress", "connector.demo"),
 }

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
@@ -35,6 +37,7 @@ from tests.support import (
     read_all,
     stop_when_committed,
     unique,
+    wait_until,
 )
 
 CUSTOMERS = 30
@@ -140,3 +143,55 @@ def test_redrive_delivers_dead_letters_once_and_stops_at_max_attempts(
         assert _summary(out.stdout) == {"read": 0, "sent": 0, "skipped": 0, "failed_again": 0}
         assert delivered_orders(sandbox.items()) == after
         assert len(read_all(broker.bootstrap, dlq, quiet=1.0)) == len(letters)
+
+
+def test_follow_redrives_after_a_mapping_fix_and_stops_failing_copies_at_max_attempts(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """A mapping that misses some customers dead-letters their orders; `redrive --follow`
+    with the fixed mapping delivers them as they arrive. A record that is not JSON fails
+    again on every pass: written back with attempt 2, then 3, then reported."""
+    topic, dlq, group = unique("follow"), unique("dlq"), unique("g-follow")
+    broker.create_topics([topic], partitions=1)
+    broker.create_topics([dlq], partitions=1)
+    # o-0..o-9 name their customer as customer.uid, which the first mapping misses
+    records: list[bytes | dict[str, Any] | None] = [
+        {"type": "order_placed", "id": f"o-{i}", "customer": {"uid": f"u{i}"},
+         "total": {"amount": i}} for i in range(10)]
+    records.append(b"{not json")
+    ends = produce(broker.bootstrap, topic, records)
+
+    with SandboxServer() as sandbox:
+        config = connector_config(broker.bootstrap, sandbox.url, topic, group,
+                                  dead_letter={"topic": dlq})
+        route = {**config["mappings"][0], "customer_id": "customer.id || customer.uid"}
+        fixed_path = tmp_path / "fixed.yaml"
+        fixed_path.write_text(yaml.safe_dump({**config, "mappings": [route]}))
+        env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
+        redrive = subprocess.Popen(
+            [str(BIN), "redrive", "--config", str(fixed_path), "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            with ConnectorProcess(config, tmp_path) as proc:
+                stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60)
+            # 10 orders + the bad record, then its copies at attempts 2 and 3
+            total = len(records) + 2
+            wait_until(lambda: committed(broker.bootstrap, f"{group}-redrive", dlq, 1)
+                       == {0: total}, 60, "the re-drive to commit every copy")
+            redrive.send_signal(signal.SIGTERM)
+            stdout, stderr = redrive.communicate(timeout=60)
+        finally:
+            if redrive.poll() is None:
+                redrive.kill()
+                redrive.communicate()
+        assert redrive.returncode == 0, stderr[-3000:]
+        assert delivered_orders(sandbox.items()) == Counter(f"o-{i}" for i in range(10))
+    assert _summary(stdout) == {"read": total, "sent": 10, "skipped": 1, "failed_again": 2}
+    copies = read_all(broker.bootstrap, dlq, quiet=1.0)
+    assert len(copies) == total
+    bad = [_headers(m) for m in copies if m.value() == b"{not json"]
+    assert [h.get("gameball.error.attempt") for h in bad] == [None, "2", "3"]
+    assert all(h["gameball.error.stage"] == "decode" for h in bad)
+    assert {h["gameball.error.offset"] for h in bad} == {"10"}  # the original record's
+    reported = [ln for ln in _lines(stdout) if "max_attempts" in ln]
+    assert len(reported) == 1 and reported[0]["max_attempts"] == 3

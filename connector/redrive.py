@@ -132,9 +132,10 @@ class Redrive:
                 if self._args.to_offset is not None:
                     self._ends = {p: min(e, self._args.to_offset) for p, e in self._ends.items()}
             starts = self._starts(consumer, partitions)
-            log.info("redrive started", extra={"topic": self.topic, "group": self.group,
-                                               "from": starts, "to": self._ends or "follow",
-                                               "dry_run": self._args.dry_run})
+            log.info("redrive started", extra={
+                "topic": self.topic, "group": self.group, "dry_run": self._args.dry_run,
+                "from": {p: o if o >= 0 else "beginning" for p, o in starts.items()},
+                "to": self._ends or "follow"})
             active = []
             for p in partitions:
                 if self._ends and starts[p] >= 0 and starts[p] >= self._ends[p]:
@@ -249,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.max_attempts < 1:
         print("redrive: --max-attempts must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.follow and args.to_offset is not None:
+        print("redrive: --follow never stops, so --to-offset cannot apply", file=sys.stderr)
         return EXIT_CONFIG
     # Logs on stderr: stdout is for the dry run's lines, reports and the summary.
     setup_logging(settings.logging.level, settings.logging.format, settings.secret_values(),

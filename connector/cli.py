@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from connector import __version__
@@ -143,7 +143,7 @@ LAZY_COMMANDS = {
 }
 
 
-def _lazy_run(module: str) -> object:
+def _lazy_run(module: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         return int(importlib.import_module(module).run(args))
 

@@ -228,9 +228,10 @@ class Redrive:
             return (f"redrive --dry-run: read {c['read']}, would send {c['would_send']}, "
                     f"skipped {skipped + c['would_skip']}, would fail again "
                     f"{c['would_fail']}{f' ({why})' if why else ''}; nothing sent or committed")
-        return (f"redrive: read {c['read']}, sent {c['sent']}, skipped "
-                f"{skipped + c['mapping_skip']}, failed again {c['failed_again']}"
-                f"{f' ({why})' if why else ''}")
+        jobs = (f"; {c['job_failed']} failed later in their batch job (written back)"
+                if c["job_failed"] else "")
+        return (f"redrive: read {c['read']}, sent {c['sent']}, skipped {skipped}, "
+                f"failed again {c['failed_again']}{f' ({why})' if why else ''}{jobs}")
 
 
 def run(args: argparse.Namespace) -> int:

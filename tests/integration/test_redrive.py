@@ -195,3 +195,41 @@ def test_follow_redrives_after_a_mapping_fix_and_stops_failing_copies_at_max_att
     assert {h["gameball.error.offset"] for h in bad} == {"10"}  # the original record's
     reported = [ln for ln in _lines(stdout) if "max_attempts" in ln]
     assert len(reported) == 1 and reported[0]["max_attempts"] == 3
+
+
+def test_items_failed_in_their_batch_job_are_followed_and_written_back(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Job tracking on: a customer's items are accepted, then failed inside the job. The
+    re-drive (only `--reason job_failed`) waits for its jobs' outcome and writes the items
+    that fail again back with attempt 2; the other dead letters are skipped."""
+    topic, dlq, group = unique("jobs"), unique("dlq"), unique("g-jobs")
+    broker.create_topics([topic], partitions=1)
+    broker.create_topics([dlq], partitions=1)
+    records: list[bytes | dict[str, Any] | None] = list(orders(20, customers=10))
+    records.append(b"{not json")  # dead-lettered too, with another reason
+    ends = produce(broker.bootstrap, topic, records)
+    tracking = {"job_tracking": {"enabled": True, "poll_interval_ms": 100}}
+    with SandboxServer(faults=Faults(job_fail_customers=["c4"])) as sandbox:
+        config = connector_config(broker.bootstrap, sandbox.url, topic, group,
+                                  gameball=tracking, dead_letter={"topic": dlq})
+        with ConnectorProcess(config, tmp_path) as proc:
+            stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60)
+            # job failures are written after the commit: wait for both copies
+            from_job = wait_until(
+                lambda: [m for m in read_all(broker.bootstrap, dlq, quiet=0.5)
+                         if _headers(m).get("gameball.error.reason") == "job_failed"],
+                30, "the job's failed items on the dead-letter topic")
+        assert sorted(orjson.loads(m.value())["id"] for m in from_job) == ["o-14", "o-4"]
+        jobs_before = len(sandbox.stats()["arrivals"])
+
+        out = _redrive(proc.config_path, "--reason", "job_failed")
+        assert _summary(out.stdout) == {"read": 3, "sent": 2, "skipped": 1, "failed_again": 0}
+        assert "2 failed later in their batch job" in out.stdout
+        assert len(sandbox.stats()["arrivals"]) > jobs_before  # sent, and its job polled
+    letters = read_all(broker.bootstrap, dlq, quiet=1.0)
+    again = [_headers(m) for m in letters[3:]]
+    assert len(again) == 2
+    assert all(h["gameball.error.attempt"] == "2" and h["gameball.error.stage"] == "job"
+               for h in again)
+    assert committed(broker.bootstrap, f"{group}-redrive", dlq, 1) == {0: 3}

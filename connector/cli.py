@@ -1,28 +1,27 @@
-"""`gameball-connector`: run, validate, map, sandbox, demo.
+"""`gameball-connector`: run, validate, map, redrive, sandbox, demo.
 
 Builds the objects (config, mapper, client, metrics, pipeline), sets up logging and
 signals, and turns errors into exit codes: 0 done, 1 runtime failure, 2 bad config
 or usage. Config problems are printed with their key paths, never with secrets.
+Every subcommand's module is imported only when that subcommand runs: `run` never
+loads the sandbox, the demo or the dry run (tests/unit/test_cli_imports.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-
-from connector import __version__, demo, dryrun
-from connector.config import load_checked
+from connector import __version__
 from connector.records import ConfigError
-from connector.sandbox import command
 
 log = logging.getLogger("connector")
 
@@ -30,6 +29,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from connector.config import load_checked
+
     try:
         settings, _mapper = load_checked(args.config)
     except ConfigError as exc:
@@ -69,6 +70,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from connector.config import load_checked
     from connector.gameball import GameballClient
     from connector.logs import setup_logging
     from connector.pipeline import Pipeline
@@ -140,19 +144,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_map(args: argparse.Namespace) -> int:
-    return int(dryrun.run(args))
+# Subcommands living in their own module: name -> (help, module with
+# `add_arguments(parser)` and `run(args) -> int`). Imported only when chosen.
+LAZY_COMMANDS = {
+    "map": ("dry-run the mapping on JSON lines from stdin", "connector.dryrun"),
+    "redrive": ("send dead-lettered records again through the current mapping",
+                "connector.redrive"),
+    "sandbox": ("a local Gameball-compatible API (NOT Gameball)", "connector.sandbox.command"),
+    "demo": ("broker + sandbox + connector on loopback, live progress", "connector.demo"),
+}
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    return int(command.run(args))
+def _lazy_run(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).run(args))
+
+    return run
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    return int(demo.run(args))
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`command` given) one whose other lazy subcommands are
+    listed without their options, so their modules are not imported."""
     parser = argparse.ArgumentParser(
         prog="gameball-connector",
         description="Feed customer actions from Kafka topics into Gameball's batch-job API.",
@@ -178,22 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("map", help="dry-run the mapping on JSON lines from stdin")
-    dryrun.add_arguments(p)
-    p.set_defaults(func=cmd_map)
-
-    p = sub.add_parser("sandbox", help="a local Gameball-compatible API (NOT Gameball)")
-    command.add_arguments(p)
-    p.set_defaults(func=cmd_sandbox)
-
-    p = sub.add_parser("demo", help="broker + sandbox + connector on loopback, live progress")
-    demo.add_arguments(p)
-    p.set_defaults(func=cmd_demo)
+    for name, (text, module) in LAZY_COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        if command is None or command == name:
+            importlib.import_module(module).add_arguments(p)
+        p.set_defaults(func=_lazy_run(module))
     return parser
 
 
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand in `argv`: the top level has only options before it."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_chosen(words) or "").parse_args(words)
     try:
         return int(args.func(args))
     except BrokenPipeError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,7 +23,6 @@ from pydantic import (
     model_validator,
 )
 
-from connector.mapping import Mapper
 from connector.mapping_schema import (
     RouteSettings,
     TopicSettings,
@@ -31,6 +30,9 @@ from connector.mapping_schema import (
     route_subscription,
 )
 from connector.records import ConfigError
+
+if TYPE_CHECKING:  # the mapping compiler is loaded by `load_checked`, not with the types
+    from connector.mapping import Mapper
 
 MAX_BATCH_ITEMS = 1000  # Gameball: "Each batch request supports up to 1,000 objects"
 
@@ -299,5 +301,7 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Settings:
 def load_checked(path: str | Path) -> tuple[Settings, Mapper]:
     """`load`, then compile the mapping: the CLI's `run`, `validate` and `map` start here,
     so every problem of either is a `ConfigError` with its key path before any I/O."""
+    from connector.mapping import Mapper
+
     settings = load(path)
     return settings, Mapper(settings.mappings, settings.topic_settings)

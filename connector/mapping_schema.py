@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
-import jmespath
 import orjson
-from jmespath.exceptions import JMESPathError
-from jmespath.functions import Functions
-from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+if TYPE_CHECKING:  # jmespath is imported when a config has expressions, not with the types
+    from jmespath.parser import ParsedResult
 
 # Formats a value or key can be decoded from. A later `avro` joins this list together
 # with a decoder injected into the Mapper (see docs/mapping.md, "Decoders").
@@ -28,7 +28,13 @@ CoerceType = Literal["string", "number", "integer", "boolean", "timestamp"]
 ENVELOPE_FIELDS = ("key", "headers", "topic", "partition", "offset", "timestamp")
 # Internal JMESPath function an envelope reference is rewritten to (not for users).
 ENVELOPE_FUNCTION = "_gb_envelope"
-_BUILTIN_FUNCTIONS = frozenset(Functions.FUNCTION_TABLE)
+
+
+@cache
+def _builtin_functions() -> frozenset[str]:
+    from jmespath.functions import Functions
+
+    return frozenset(Functions.FUNCTION_TABLE)
 
 
 class _Model(BaseModel):
@@ -116,6 +122,9 @@ def parse_expression(text: str) -> Expression:
     """Check and compile one expression; raise ValueError with a one-line reason."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("expression is empty")
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
     rewritten = _rewrite_envelope(text)
     try:
         compiled = jmespath.compile(rewritten)
@@ -123,7 +132,7 @@ def parse_expression(text: str) -> Expression:
         reason = str(exc).splitlines()[0].removesuffix(", for expression:").rstrip(":")
         reason = reason.removeprefix("Invalid jmespath expression: ")
         raise ValueError(f"invalid expression {text!r}: {reason}") from None
-    for fn in _function_names(compiled.parsed) - _BUILTIN_FUNCTIONS - {ENVELOPE_FUNCTION}:
+    for fn in _function_names(compiled.parsed) - _builtin_functions() - {ENVELOPE_FUNCTION}:
         raise ValueError(f"invalid expression {text!r}: unknown function {fn}()")
     try:
         used = _envelope_fields(compiled.parsed)

@@ -1,4 +1,4 @@
-"""`python -m connector.sandbox.measure`: how fast is the sandbox itself?
+"""`python -m bench.sandbox_measure`: how fast is the sandbox itself?
 
 Starts the sandbox as a subprocess, sends 1000-item batches (about 230 KB each) over
 keep-alive connections, and prints one JSON line: sequential latency, throughput with
@@ -50,7 +50,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the result as JSON; non-zero exit if any request failed."""
-    parser = argparse.ArgumentParser(prog="python -m connector.sandbox.measure")
+    parser = argparse.ArgumentParser(prog="python -m bench.sandbox_measure")
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--sequential", type=int, default=200, help="requests, one at a time")
     parser.add_argument("--requests", type=int, default=2000, help="requests, all threads")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from connector.records import RecordLike
+from connector.records import Event, RecordLike
 
 PREFIX = "gameball.error."  # deadletter.H: every header the connector adds
 ATTEMPT = "attempt"  # failures so far; a copy without it failed once
@@ -74,6 +74,15 @@ class Letter:
     @property
     def route(self) -> str:
         return self.errors.get("route", "")
+
+    def resend(self, events: list[Event]) -> list[Event]:
+        """Which of the current mapping's `events` the re-drive sends again (redrive calls it).
+
+        A copy written for one rejected event (header `event`) stands for that event only:
+        the record's other events were accepted the first time, and sending them again could
+        reward twice. No such header (a bad record): all of them."""
+        name = self.errors.get("event")
+        return events if not name else [ev for ev in events if ev.name == name]
 
     def where(self) -> str:
         """`topic[p]@offset` of the copy on the dead-letter topic."""

@@ -214,7 +214,11 @@ class Redrive:
                 if self.skip_reason(letter) is not None:
                     continue
                 result = self.mapper.map(letter)
-                lines = render(result if not isinstance(result, Event) else [result], None)
+                if isinstance(result, Event):
+                    result = [result]
+                if isinstance(result, list):
+                    result = letter.resend(result)
+                lines = render(result, None)
                 for line in lines:
                     self.report({"dead_letter": letter.where(), "original": letter.origin(),
                                  "reason": letter.reason, "attempt": letter.attempt, **line})

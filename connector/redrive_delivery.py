@@ -99,7 +99,7 @@ class Delivering:
         self._dlq = DeadLetters(s.model_copy(update={
             "dead_letter": s.dead_letter.model_copy(update={"topic": redrive.topic})}))
         self._dlq_pending = 0
-        self._job_failures: queue.SimpleQueue[tuple[Event, int, dict[str, Any]]] = (
+        self._job_failures: queue.SimpleQueue[tuple[Event, int | str, dict[str, Any]]] = (
             queue.SimpleQueue())
         self._jobs = (JobTracker(tracking, self._client.job_status, lambda *_: None,
                                  lambda ev, job, err: self._job_failures.put((ev, job, err)))
@@ -147,6 +147,11 @@ class Delivering:
         if isinstance(result, Event):
             result = [result]
         if isinstance(result, list) and result:
+            result = letter.resend(result)
+            if not result:  # the rejected event's name is no longer in the mapping
+                self._r.skipped["mapping:event_renamed"] += 1
+                part.read(letter.dlq_offset, 0)
+                return
             letter.outstanding = len(result)
             part.read(letter.dlq_offset, len(result))
             for ev in result:
@@ -208,9 +213,7 @@ class Delivering:
 
     def _rejected(self, ev: Event, answer: Answer) -> None:
         letter = _letter(ev)
-        if letter.failed:  # the record is written back once, whole
-            self._letter_done(letter)
-            return
+        # One copy per failed event, naming it: a later re-drive sends only that event.
         body = answer.body or {}
         reason = "rejected" if classify(answer).action is Action.REJECT else "retries_exhausted"
         extra = {"status": answer.status, "code": body.get("code"), "type": body.get("type"),

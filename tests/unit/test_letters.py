@@ -7,7 +7,7 @@ import pytest
 
 from connector.deadletter import H, error_headers
 from connector.letters import PREFIX, Letter, Selection, parse_time
-from connector.records import SourceRecord
+from connector.records import Event, SourceRecord
 
 ORIGINAL = SourceRecord(topic_="shop.orders", partition_=2, offset_=41, key_=b"c7",
                         value_=b'{"id": "o-1"}', headers_=(("trace", b"t-1"),),
@@ -63,3 +63,18 @@ def test_parse_time_wants_utc_times() -> None:
     assert parse_time("1970-01-01T00:01:00Z") == 60_000
     with pytest.raises(ValueError, match="UTC time"):
         parse_time("yesterday")
+
+
+def test_a_copy_for_one_rejected_event_resends_only_that_event() -> None:
+    """A record whose `place_order` was accepted and `first_order` rejected: re-driving the
+    copy must not send `place_order` a second time (a second reward)."""
+    letter = Letter.read(_copy({"event": "first_order", "customerId": "c7"}))
+    events = [Event("c7", "place_order", {}, letter), Event("c7", "first_order", {}, letter)]
+    assert [ev.name for ev in letter.resend(events)] == ["first_order"]
+    assert letter.resend([Event("c7", "renamed", {}, letter)]) == []  # counted as a skip
+
+
+def test_a_bad_record_copy_resends_every_event() -> None:
+    letter = Letter.read(_copy(route=None))  # no `event` header: the whole record failed
+    events = [Event("c7", "place_order", {}, letter), Event("c7", "first_order", {}, letter)]
+    assert letter.resend(events) == events

@@ -264,8 +264,15 @@ class RouteSettings(_Model):
     @classmethod
     def _event_names(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
         for source, name in (value or {}).items():
-            if name == "":
+            if name is not None and not name.strip():
                 raise ValueError(f"{source}: event name is empty (use null to skip it)")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _event_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("event name is blank")
         return value
 
     @model_validator(mode="after")

@@ -194,7 +194,8 @@ class DeadLetters:
         admin = AdminClient(admin_conf)
         where = f"dead_letter.topic: {self.topic!r}"
         try:
-            meta = admin.list_topics(topic=self.topic, timeout=timeout)
+            # Every topic: a metadata request naming the topic may auto-create it.
+            meta = admin.list_topics(timeout=timeout)
         except KafkaException as exc:
             problem = f"{where}: cannot read the cluster's topics: {_name(exc)}"
             raise ConfigError([problem]) from None

@@ -331,6 +331,8 @@ class Pipeline:
             counts[last_topic] = counts.get(last_topic, 0) + run
         if mapped:
             self._window.add_many(mapped, self._clock())
+        if self._bad.new_holds:  # before any dispatch: nothing past a held record is sent
+            self._hold()
         for topic, n in counts.items():
             child = self._consumed.get(topic)
             if child is None:

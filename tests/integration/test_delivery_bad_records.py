@@ -184,14 +184,16 @@ def test_without_a_dead_letter_topic_a_bad_record_stops_its_partition_by_default
 ) -> None:
     topic, group = unique("stop"), unique("g-stop")
     broker.create_topics([topic], partitions=1)
-    ends = produce(broker.bootstrap, topic, [order(0), b"{broken", *(order(i) for i in range(2, 6))])
+    values = [order(0), b"{broken", *(order(i) for i in range(2, 6))]
+    ends = produce(broker.bootstrap, topic, values)
     with SandboxServer() as sandbox:
         config = connector_config(broker.bootstrap, sandbox.url, topic, group)
         for run in ("first", "second"):  # each run meets the record and says so again
             with ConnectorProcess(config, tmp_path, name=run) as proc:
                 port = proc.metrics_port()
+                ready = f"http://127.0.0.1:{port}/readyz"
                 status = wait_until(
-                    lambda: (s := http(f"http://127.0.0.1:{port}/readyz"))[0] == 503
+                    lambda url=ready: (s := http(url))[0] == 503  # type: ignore[misc]
                     and "held at a bad record" in s[1] and s, 30, "/readyz 503 at the bad record")
                 assert f"{topic}[0]@1" in status[1]
                 wait_until(lambda: committed(broker.bootstrap, group, topic, 1) == {0: 1}, 20,
@@ -212,7 +214,8 @@ def test_drop_is_explicit_counted_and_logged_with_the_offsets(
 ) -> None:
     topic, group = unique("drop"), unique("g-drop")
     broker.create_topics([topic], partitions=1)
-    ends = produce(broker.bootstrap, topic, [order(0), b"{broken", *(order(i) for i in range(2, 6))])
+    values = [order(0), b"{broken", *(order(i) for i in range(2, 6))]
+    ends = produce(broker.bootstrap, topic, values)
     with SandboxServer() as sandbox:
         config = connector_config(broker.bootstrap, sandbox.url, topic, group,
                                   dead_letter={"on_error": "drop"})
@@ -226,5 +229,7 @@ def test_drop_is_explicit_counted_and_logged_with_the_offsets(
             proc.stop()
         assert delivered_orders(sandbox.items()) == {f"o-{i}": 1 for i in (0, 2, 3, 4, 5)}
     dropped = [e for e in proc.logs() if e.get("msg", "").startswith("record dropped")]
-    assert [(e["level"], e["offset"], e["reason"]) for e in dropped] == [("ERROR", 1, "invalid_json")]
+    assert [(e["level"], e["offset"], e["reason"]) for e in dropped] == [
+        ("ERROR", 1, "invalid_json")
+    ]
     assert ends == {0: 6}

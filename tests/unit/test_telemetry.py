@@ -43,8 +43,9 @@ class Built:
         config = CONFIG
         if batch is not None:
             config = config.replace("batch: {max_items: 10, linger_ms: 0}", f"batch: {batch}")
-        if dead_letters is not None:
-            config += "dead_letter: {topic: orders-dlq}\n"
+        # No consumer here to hold a partition at a bad record (on_error: stop).
+        config += ("dead_letter: {topic: orders-dlq}\n" if dead_letters is not None
+                   else "dead_letter: {on_error: drop}\n")
         settings = parse(config, {})
         self.client = GameballClient(settings.gameball, 2)
         self.pipeline = Pipeline(settings, Mapper(settings.mappings), self.client,

@@ -107,6 +107,16 @@ def test_validate_and_run_refuse_an_invalid_dead_letter_topic_name(tmp_path: Pat
         assert "dead_letter.topic: 'bad/topic name!' is not a valid Kafka topic name" in (
             out.stderr), (command, out.stderr)
 
+    # A valid name whose cluster does not answer: `run` stops at start, naming the key.
+    dead = connector_config("127.0.0.1:1", "http://127.0.0.1:1", "orders", "g",
+                            dead_letter={"topic": "dlq", "check_timeout_seconds": 2,
+                                         "properties": {"bootstrap.servers": "127.0.0.1:1"}})
+    path.write_text(yaml.safe_dump(dead))
+    out = subprocess.run([str(BIN), "run", "--config", str(path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "dead_letter.topic: 'dlq': cannot read the cluster's topics" in out.stderr, out.stderr
+
 
 def test_dead_letter_writes_that_fail_hold_commits_and_readiness_until_they_succeed(
     broker: LocalBroker, tmp_path: Path

@@ -291,6 +291,8 @@ class Pipeline:
         last_partition, run = -1, 0
         part: Any = None
         map_one: Any = None
+        halted = self._bad.halted
+        held: int | None = None
         for msg in msgs:
             if msg.error() is not None:
                 self._on_kafka_error(msg.error())
@@ -305,7 +307,10 @@ class Pipeline:
                 part = tracker_get(topic, partition)
                 map_one = for_topic(topic)
                 last_topic, last_partition = topic, partition
+                held = halted.get((topic, partition)) if halted else None
             run += 1
+            if held is not None and msg.offset() > held:
+                continue  # fetched before its partition was held at a bad record
             out = map_one(msg)
             kind = out.__class__
             if kind is Event:  # the common case: one event, no list

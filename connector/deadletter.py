@@ -149,7 +149,10 @@ class DeadLetters:
         settings: Settings,
         hooks: DeadLetterHooks | None = None,
         clock: Callable[[], float] = time.monotonic,
+        make_producer: Callable[[dict[str, Any]], Any] = Producer,
     ) -> None:
+        """`make_producer`: builds the librdkafka producer from its properties (tests
+        pass a stand-in to script `produce()` errors and delivery reports)."""
         s = settings.dead_letter
         if s.topic is None:
             raise ValueError("dead_letter.topic is not configured")
@@ -173,7 +176,8 @@ class DeadLetters:
         conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 20})
         self._conf = conf
         self.max_bytes = int(conf.get("message.max.bytes", DEFAULT_MAX_BYTES))
-        self._producer = Producer(conf)
+        self._make_producer = make_producer
+        self._producer = make_producer(conf)
         self._seq = itertools.count()
         self._outstanding: dict[int, _Copy] = {}  # by seq: the first is the oldest
         self._retry: list[tuple[float, int, _Copy]] = []  # heap of (due, seq, copy)
@@ -299,8 +303,9 @@ class DeadLetters:
             self._producer.produce(
                 self.topic, value=value, key=key, headers=headers, on_delivery=delivered
             )
-        except BufferError:
-            self._again(copy, "queue_full", 0.1)
+        except BufferError:  # librdkafka's queue is full: counted, not an error to log
+            self._hooks.failed("_queue_full")
+            self._again(copy, "_queue_full", 0.1)
         except KafkaException as exc:
             self._failed(copy, exc.args[0] if exc.args else None, exc)
         except Exception as exc:  # a producer in a state we did not foresee: try again
@@ -355,7 +360,7 @@ class DeadLetters:
     def _renew(self) -> None:
         """After a fatal producer error: a new producer; the old one's copies go again."""
         self._fatal = False
-        old, self._producer = self._producer, Producer(self._conf)
+        old, self._producer = self._producer, self._make_producer(self._conf)
         log.error("dead-letter producer failed fatally: replaced by a new one",
                   extra={"topic": self.topic})
         queued = {seq for _, seq, _ in self._retry}

@@ -156,6 +156,9 @@ class DeadLetterSettings(_Model):
     retry_max_backoff_ms: int = Field(default=30_000, ge=1)
     # /readyz fails while a copy has waited this long for the broker's acknowledgement.
     unready_after_seconds: float = Field(default=30.0, gt=0)
+    # Copies not yet acknowledged before the loop stops reading (memory stays bounded
+    # while the dead-letter cluster is down); partitions pause as for Gameball stalls.
+    max_pending: int = Field(default=10_000, ge=1)
     # Start-up: how long to wait for the topic check (exists, or created).
     check_timeout_seconds: float = Field(default=15.0, gt=0)
 

@@ -363,8 +363,13 @@ class Pipeline:
 
     def _held_back(self) -> bool:
         """Reading further ahead must wait: a batch is blocked, or the window holds
-        `max_buffered_events` (most of them behind customers in flight)."""
-        return self._blocked() or self._window.buffered >= self._s.batch.max_buffered_events
+        `max_buffered_events` (most of them behind customers in flight), or the dead-letter
+        producer holds `dead_letter.max_pending` copies."""
+        return (
+            self._blocked()
+            or self._window.buffered >= self._s.batch.max_buffered_events
+            or self._bad.pending >= self._s.dead_letter.max_pending
+        )
 
     def _dispatch(self, now: float, force: bool = False) -> None:
         """Hand batches to free sender threads (`force`: do not wait for linger)."""
@@ -563,9 +568,11 @@ class Pipeline:
             n = self._source.pause_all()
             log.info(
                 "paused partitions: Gameball is not keeping up",
-                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight},
+                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight,
+                       "dead_letter_pending": self._bad.pending},
             )
-        elif self._paused and not self._blocked() and buffered <= bound // 2:
+        elif (self._paused and not self._blocked() and buffered <= bound // 2
+              and self._bad.pending <= self._s.dead_letter.max_pending // 2):
             self._paused = False
             n = self._source.resume_all()
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})

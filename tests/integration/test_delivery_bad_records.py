@@ -243,3 +243,37 @@ def test_drop_is_explicit_counted_and_logged_with_the_offsets(
         ("ERROR", 1, "invalid_json")
     ]
     assert ends == {0: 6}
+
+
+def test_copies_waiting_for_a_dead_cluster_bound_what_is_read(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """At `dead_letter.max_pending` unacknowledged copies the loop stops reading and
+    pauses its partitions (memory stays bounded); it reads on once they are written."""
+    topic, dlq, group = unique("dlq-bound"), unique("dlq"), unique("g-dlq-bound")
+    broker.create_topics([topic], partitions=1)
+    with SandboxServer() as sandbox, ForwardedBroker() as second:
+        config = connector_config(
+            broker.bootstrap, sandbox.url, topic, group,
+            dead_letter={"topic": dlq, "max_pending": 1, "retry_max_backoff_ms": 500,
+                         "properties": {"bootstrap.servers": second.bootstrap,
+                                        "message.timeout.ms": 2000,
+                                        "reconnect.backoff.max.ms": 500}},
+        )
+        with ConnectorProcess(config, tmp_path) as proc:
+            port = proc.metrics_port()
+            wait_until(lambda: http(f"http://127.0.0.1:{port}/readyz")[0] == 200, 30, "ready")
+            second.forwarder.off()
+            produce(broker.bootstrap, topic, [b"{broken"])
+            wait_until(lambda: metric(port, "gameball_connector_dead_letter_pending") == 1, 20,
+                       "one copy pending")
+            ends = produce(broker.bootstrap, topic, [order(i) for i in range(1, 6)])
+            wait_until(lambda: metric(port, "gameball_connector_paused_partitions") == 1, 20,
+                       "the partition paused")
+            consumed = "gameball_connector_records_consumed_total"
+            assert metric(port, consumed, topic=topic) == 1  # nothing read past the bound
+            assert sandbox.items() == []
+            second.forwarder.on()
+            stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60)
+        assert delivered_orders(sandbox.items()) == {f"o-{i}": 1 for i in range(1, 6)}
+    assert ends == {0: 6}

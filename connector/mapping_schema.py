@@ -190,6 +190,13 @@ class FixedEvent(_Model):
 
     name: str = Field(min_length=1)
 
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("event name is blank")
+        return value
+
 
 class RouteSettings(_Model):
     """One route: which records it takes and how it builds one event from each."""

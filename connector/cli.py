@@ -48,7 +48,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     print(
         f"  routes: {len(settings.mappings)}; dead letters: "
-        f"{settings.dead_letter.topic or 'off (bad records are logged and counted)'}"
+        f"{settings.dead_letter.topic or 'off'} "
+        f"(on_error: {settings.dead_letter.policy})"
     )
     gameball = settings.gameball
     if gameball.endpoint == "events" and gameball.secret_key is None:
@@ -116,9 +117,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     client = GameballClient(settings.gameball, pool_size=pool)
     dead_letters = None
     if settings.dead_letter.topic:
-        from connector.deadletter import DeadLetters
+        from connector.deadletter import DeadLetterHooks, DeadLetters
 
-        dead_letters = DeadLetters(settings)
+        dead_letters = DeadLetters(settings, DeadLetterHooks(
+            failed=lambda reason: metrics.dead_letter_errors.labels(reason).inc(),
+            replaced=metrics.dead_letter_replaced.inc,
+        ))
+        try:
+            dead_letters.check_topic()  # a missing topic fails here, not at the first copy
+        except ConfigError as exc:
+            log.error("invalid configuration", extra={"problems": exc.problems})
+            print(str(exc), file=sys.stderr)
+            if server is not None:
+                server.stop()
+            return EXIT_CONFIG
     pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters)
     # The hot path makes many short-lived objects and almost no cycles; automatic
     # collections would rescan every event held in windows and tracked jobs. The loop

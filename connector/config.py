@@ -145,9 +145,54 @@ class BatchSettings(_Model):
         return 3 * self.max_in_flight * self.max_items
 
 
+# Kafka's rule for topic names (Topic.java): 1-249 of these characters, not "." or "..".
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 class DeadLetterSettings(_Model):
     topic: str | None = None
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    # A record that cannot be delivered: `dead_letter` copies it to `topic`; `stop` holds
+    # its partition at it (nothing committed past it); `drop` commits past it, counted and
+    # logged. None: `dead_letter` when a topic is set, else `stop` (docs/delivery.md).
+    on_error: Literal["dead_letter", "stop", "drop"] | None = None
+    # Failed copies are tried again from the poll loop with exponential backoff.
+    retry_initial_backoff_ms: int = Field(default=500, ge=1)
+    retry_max_backoff_ms: int = Field(default=30_000, ge=1)
+    # /readyz fails while a copy has waited this long for the broker's acknowledgement.
+    unready_after_seconds: float = Field(default=30.0, gt=0)
+    # Copies not yet acknowledged before the loop stops reading (memory stays bounded
+    # while the dead-letter cluster is down); partitions pause as for Gameball stalls.
+    max_pending: int = Field(default=10_000, ge=1)
+    # Start-up: how long to wait for the topic check (exists, or created).
+    check_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _TOPIC_NAME.fullmatch(value) or value in (".", "..")):
+            raise ValueError(
+                f"{value!r} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _policy_fits_topic(self) -> DeadLetterSettings:
+        if self.on_error == "dead_letter" and self.topic is None:
+            raise ValueError("on_error is 'dead_letter' but no dead_letter.topic is set")
+        if self.on_error in ("stop", "drop") and self.topic is not None:
+            raise ValueError(
+                f"on_error is {self.on_error!r} but dead_letter.topic is set: "
+                "remove one of them"
+            )
+        return self
+
+    @property
+    def policy(self) -> Literal["dead_letter", "stop", "drop"]:
+        """`on_error` or its default; read by the pipeline's bad-record handling."""
+        if self.on_error is not None:
+            return self.on_error
+        return "dead_letter" if self.topic is not None else "stop"
 
 
 class MetricsSettings(_Model):

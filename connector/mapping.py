@@ -955,6 +955,13 @@ class _Route:
                     f"event_from {self.settings.event_from!r} is {_kind(raw)}, not a name",
                     self.name,
                 )
+        if text is not None and not text.strip():
+            # Gameball would take "  " as a name; it is a data error of its own kind.
+            return MappingError(
+                "blank_event_name",
+                f"event_from {self.settings.event_from!r} is blank (only whitespace)",
+                self.name,
+            )
         if text is not None:
             if self.event_map is None:
                 return text

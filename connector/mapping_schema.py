@@ -199,6 +199,13 @@ class FixedEvent(_Model):
 
     name: str = Field(min_length=1)
 
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("event name is blank")
+        return value
+
 
 class RouteSettings(_Model):
     """One route: which records it takes and how it builds one event from each."""
@@ -273,8 +280,15 @@ class RouteSettings(_Model):
     @classmethod
     def _event_names(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
         for source, name in (value or {}).items():
-            if name == "":
+            if name is not None and not name.strip():
                 raise ValueError(f"{source}: event name is empty (use null to skip it)")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _event_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("event name is blank")
         return value
 
     @model_validator(mode="after")

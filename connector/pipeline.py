@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaError, TopicPartition
 
+from connector.badrecords import BadRecords
 from connector.config import Settings
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
@@ -151,7 +152,6 @@ class Pipeline:
         self._client = client
         self._m = metrics
         self._health = health
-        self._dlq = dead_letters
         self._clock = clock
         self.closed = True  # False when the consumer's close ran out of time (cli exits hard)
         self._endpoint = settings.gameball.endpoint
@@ -196,7 +196,7 @@ class Pipeline:
         self._exposure_cap = settings.batch.resend_limit - max_items
         self._paused = False
         self._held_since: float | None = None
-        self._dlq_pending = 0
+        self._bad = BadRecords(settings, metrics, health, dead_letters)
         self._next_commit = 0.0
         self._accepted_events = 0
         self._quiet_log = RateLimitedLog(log, 60.0)
@@ -258,8 +258,9 @@ class Pipeline:
                 now = self._clock()
                 self._dispatch(now)
                 self._backpressure(now)
-                if self._dlq is not None:
-                    self._dlq.poll()
+                self._bad.poll()
+                if self._bad.new_holds:
+                    self._hold()
                 if not self._job_failures.empty():
                     self._dead_letter_job_failures()
                 # Commit as soon as acceptance moved an offset; the timer covers
@@ -290,6 +291,8 @@ class Pipeline:
         last_partition, run = -1, 0
         part: Any = None
         map_one: Any = None
+        halted = self._bad.halted
+        held: int | None = None
         for msg in msgs:
             if msg.error() is not None:
                 self._on_kafka_error(msg.error())
@@ -304,7 +307,10 @@ class Pipeline:
                 part = tracker_get(topic, partition)
                 map_one = for_topic(topic)
                 last_topic, last_partition = topic, partition
+                held = halted.get((topic, partition)) if halted else None
             run += 1
+            if held is not None and msg.offset() > held:
+                continue  # fetched before its partition was held at a bad record
             out = map_one(msg)
             kind = out.__class__
             if kind is Event:  # the common case: one event, no list
@@ -330,6 +336,8 @@ class Pipeline:
             counts[last_topic] = counts.get(last_topic, 0) + run
         if mapped:
             self._window.add_many(mapped, self._clock())
+        if self._bad.new_holds:  # before any dispatch: nothing past a held record is sent
+            self._hold()
         for topic, n in counts.items():
             child = self._consumed.get(topic)
             if child is None:
@@ -355,8 +363,13 @@ class Pipeline:
 
     def _held_back(self) -> bool:
         """Reading further ahead must wait: a batch is blocked, or the window holds
-        `max_buffered_events` (most of them behind customers in flight)."""
-        return self._blocked() or self._window.buffered >= self._s.batch.max_buffered_events
+        `max_buffered_events` (most of them behind customers in flight), or the dead-letter
+        producer holds `dead_letter.max_pending` copies."""
+        return (
+            self._blocked()
+            or self._window.buffered >= self._s.batch.max_buffered_events
+            or self._bad.pending >= self._s.dead_letter.max_pending
+        )
 
     def _dispatch(self, now: float, force: bool = False) -> None:
         """Hand batches to free sender threads (`force`: do not wait for linger)."""
@@ -419,6 +432,8 @@ class Pipeline:
         for item, answer in delivery.rejected:
             for ev in item.events.values():
                 self._gameball_rejected(ev, answer)
+        for ev, err in delivery.failed:  # could not be encoded: the record's fault
+            self._record_failed(ev.record, err, ev.ticket)
         if delivery.abandoned:
             n = sum(len(i.events) for i in delivery.abandoned)
             log.warning(
@@ -428,7 +443,7 @@ class Pipeline:
 
     # --- bad records and dead letters ---------------------------------------------------
 
-    def _record_failed(self, record: RecordLike, err: RecordError) -> None:
+    def _record_failed(self, record: RecordLike, err: RecordError, ticket: Any = None) -> None:
         topic = str(record.topic())
         self._m.records_failed.labels(topic, err.stage, err.reason).inc()
         self._quiet_log.warn(
@@ -437,7 +452,9 @@ class Pipeline:
             stage=err.stage, reason=err.reason, detail=err.detail, route=err.route,
         )
         headers = error_headers(record, err.stage, err.reason, err.detail, err.route)
-        self._dead_letter(record, err.reason, headers, str(err))
+        offset = record.offset()
+        done = None if ticket is None else (lambda: ticket.ack(offset))
+        self._dead_letter(record, err.reason, headers, str(err), done=done)
 
     def _gameball_rejected(self, ev: Event, answer: Answer) -> None:
         body = answer.body or {}
@@ -472,8 +489,7 @@ class Pipeline:
 
     def _job_item_failed(self, ev: Event, job_id: int | str, error: dict[str, Any]) -> None:
         """Job tracker threads: Gameball failed an item of an accepted job."""
-        if self._dlq is not None:  # else the tracker has logged it with the error
-            self._job_failures.put((ev, job_id, error))
+        self._job_failures.put((ev, job_id, error))
 
     def _dead_letter_job_failures(self) -> None:
         """Loop thread: copy failed job items to the dead-letter topic. Their offsets are
@@ -496,7 +512,7 @@ class Pipeline:
                     "event": ev.name,
                 },
             )
-            self._dead_letter(ev.record, "job_failed", headers, str(error), done=lambda: None)
+            self._bad.handle(ev.record, headers, lambda: None, committed=True)
 
     def _dead_letter(
         self,
@@ -506,7 +522,7 @@ class Pipeline:
         why: str,
         done: Callable[[], None] | None = None,
     ) -> None:
-        """Copy a record to the dead-letter topic; ack it only once the broker has it."""
+        """Hand a record to `dead_letter.on_error` (badrecords.py); `done` acks it."""
         topic = str(record.topic())
         offset = record.offset()
         if done is None:
@@ -515,28 +531,19 @@ class Pipeline:
             def done() -> None:
                 part.ack(offset)  # type: ignore[arg-type]
 
-        if self._dlq is None:
-            # No dead-letter topic: logged and counted, then committed like a skip.
-            self._quiet_log.warn(
-                f"drop:{topic}:{reason}",
-                "record cannot be delivered and no dead-letter topic is set",
-                topic=topic, partition=record.partition(), offset=offset, reason=why,
-            )
-            done()
-            return
-        self._dlq_pending += 1
-        dlq = self._dlq
+        self._bad.handle(record, headers, done)
 
-        def delivered(err: KafkaError | None) -> None:
-            if err is not None:
-                log.error("dead-letter write failed, trying again", extra={"error": str(err)})
-                dlq.send(record, headers, delivered)
-                return
-            self._dlq_pending -= 1
-            self._m.dead_letters.labels(topic, reason).inc()
-            done()
-
-        dlq.send(record, headers, delivered)
+    def _hold(self) -> None:
+        """Partitions stopped at a bad record: paused, and nothing after it is sent."""
+        self._bad.new_holds = False
+        for topic, partition in self._bad.halted:
+            if (topic, partition) in self._source.assigned:
+                self._source.hold(topic, partition)
+        held_past = self._bad.held_past
+        self._window.discard(
+            lambda ev: held_past(str(ev.record.topic()), int(ev.record.partition() or 0),
+                                 int(ev.record.offset() or 0))
+        )
 
     # --- backpressure, commits ------------------------------------------------------------
 
@@ -561,9 +568,11 @@ class Pipeline:
             n = self._source.pause_all()
             log.info(
                 "paused partitions: Gameball is not keeping up",
-                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight},
+                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight,
+                       "dead_letter_pending": self._bad.pending},
             )
-        elif self._paused and not self._blocked() and buffered <= bound // 2:
+        elif (self._paused and not self._blocked() and buffered <= bound // 2
+              and self._bad.pending <= self._s.dead_letter.max_pending // 2):
             self._paused = False
             n = self._source.resume_all()
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
@@ -618,10 +627,12 @@ class Pipeline:
     def _on_revoke(self, parts: Partitions, lost: bool) -> None:
         self._m.rebalances.labels("lost" if lost else "revoke").inc()
         left = [w for w in (self._tracker.find(t, p) for t, p in parts) if w is not None]
+        halted = self._bad.halted
         if not lost:
             if not self._health.stopping:  # shutdown has drained already, bounded once
                 self._drain(
-                    lambda: all(w.outstanding() == 0 for w in left),
+                    lambda: all(w.outstanding() == 0 for w in left
+                                if (w.topic, w.partition) not in halted),
                     self._s.shutdown.drain_seconds,
                 )
             self._commit(asynchronous=False, only=parts)
@@ -634,6 +645,7 @@ class Pipeline:
                 with contextlib.suppress(KeyError):  # never set for this partition
                     gauge.remove(topic, str(partition))
         dropped = self._window.discard(lambda ev: bool(ev.ticket.revoked))
+        self._bad.release(parts)
         # Zero after a drained revoke whose commit landed. Otherwise the next owner
         # re-sends what was accepted since the last confirmed commit, and requests still
         # under way (undone, not in the window) may be accepted after we let go.
@@ -699,8 +711,7 @@ class Pipeline:
             if send:
                 self._dispatch(now, force=True)
             self._collect(wait=0.05)
-            if self._dlq is not None:
-                self._dlq.poll()
+            self._bad.poll()
         return True
 
     def _shutdown(self) -> None:
@@ -708,7 +719,7 @@ class Pipeline:
         # While Gameball refuses the credentials nothing in flight can finish: do not wait.
         drain = 0.0 if self._health.auth_failing else self._s.shutdown.drain_seconds
         drained = self._drain(
-            lambda: self._inflight == 0 and self._window.is_empty() and self._dlq_pending == 0,
+            lambda: self._inflight == 0 and self._window.is_empty() and self._bad.pending == 0,
             drain,
         )
         if not drained:
@@ -722,11 +733,10 @@ class Pipeline:
         if self._jobs is not None:
             self._jobs.close(2.0)
             self._dead_letter_job_failures()  # found by the last polls: flushed below
-        if self._dlq is not None:
-            left = self._dlq.flush(5.0)
-            if left:
-                log.error("dead-letter copies not acknowledged", extra={"records": left})
-            self._collect()
+        left = self._bad.flush(5.0)
+        if left:
+            log.error("dead-letter copies not acknowledged", extra={"records": left})
+        self._collect()
         # Before the close too: the close's own revoke commits again, but may never run.
         self._commit(asynchronous=False)
         self.closed = self._source.close(self._s.shutdown.close_seconds)

@@ -205,6 +205,13 @@ class MappingError(RecordError):
     stage = "mapping"
 
 
+class EncodeError(RecordError):
+    """An event's metadata cannot be written as JSON for Gameball (too deep, a value
+    JSON has no form for); found per event before any request is sent."""
+
+    stage = "encode"
+
+
 class GameballError(ConnectorError):
     """Gameball answered with an error object or not at all."""
 

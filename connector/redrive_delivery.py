@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
@@ -230,11 +230,7 @@ class Delivering:
                                 extra={**extra, ATTEMPT: letter.attempt + 1})
         self._dlq_pending += 1
 
-        def delivered(err: KafkaError | None) -> None:
-            if err is not None:
-                log.error("dead-letter write failed, trying again", extra={"error": str(err)})
-                self._dlq.send(letter, headers, delivered)
-                return
+        def delivered() -> None:  # failed writes are retried by the producer, with backoff
             self._dlq_pending -= 1
             done()
 

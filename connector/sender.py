@@ -30,7 +30,7 @@ from connector.gameball import (
     encode_item,
 )
 from connector.ratelimit import RateLimiter
-from connector.records import Batch, Item
+from connector.records import Batch, EncodeError, Event, Item, RecordError
 
 
 class SenderHooks(Protocol):
@@ -53,6 +53,9 @@ class Delivery:
     accepted: list[tuple[list[Item], Any]] = field(default_factory=list)
     rejected: list[tuple[Item, Answer]] = field(default_factory=list)
     abandoned: list[Item] = field(default_factory=list)  # shutdown/revoke cut it short
+    # Events taken out before any request: they cannot be encoded (or the sender failed
+    # on them); the pipeline hands them to `dead_letter.on_error`.
+    failed: list[tuple[Event, RecordError]] = field(default_factory=list)
     possible_duplicates: int = 0
 
 
@@ -68,6 +71,13 @@ class _Abandoned(Exception):
 
 
 EXHAUSTED = "retries_exhausted"
+
+
+class SenderFailed(RecordError):
+    """The sender failed on a batch for a reason of its own (a defect): its undecided
+    events are handed to `dead_letter.on_error` rather than ending the process."""
+
+    stage = "send"
 
 
 class Sender:
@@ -99,12 +109,26 @@ class Sender:
     def deliver(self, batch: Batch) -> Delivery:
         """Send `batch` until every item is accepted, rejected or abandoned (on stop)."""
         result = Delivery(batch)
-        self._deliver(batch, batch.items, result)
+        try:
+            self._deliver(batch, batch.items, result)
+        except Exception as exc:  # a defect, not the data: the thread must not end the run
+            decided = {id(ev) for ev in _events(result)}
+            err = SenderFailed("sender_failed", f"{type(exc).__name__}: {exc}")
+            result.failed.extend(
+                (ev, err) for ev in batch.events() if id(ev) not in decided
+            )
         return result
 
     def _deliver(self, batch: Batch, items: list[Item], result: Delivery) -> None:
         part = batch if items is batch.items else Batch(items)
-        body = self._encode(part)
+        try:
+            body = self._encode(part)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            items = self._encodable(items, result)
+            if not items:
+                return
+            part = Batch(items)
+            body = self._encode(part)
         if len(body) > self._max_bytes and len(items) > 1:
             # the window counts items only; the byte limit is kept here, where it is exact
             mid = len(items) // 2
@@ -126,6 +150,25 @@ class Sender:
             mid = len(items) // 2
             self._deliver(batch, items[:mid], result)
             self._deliver(batch, items[mid:], result)
+
+    def _encodable(self, items: list[Item], result: Delivery) -> list[Item]:
+        """`items` without the events that cannot be encoded (those go to `result.failed`
+        with stage=encode); each event is tried alone, inside a request's own nesting."""
+        kept: list[Item] = []
+        for item in items:
+            good: dict[str, Event] = {}
+            for name, ev in item.events.items():
+                try:
+                    self._encode(Batch([Item(item.customer_id, {name: ev})]))
+                except (TypeError, ValueError) as exc:
+                    result.failed.append((ev, EncodeError("unencodable", str(exc))))
+                else:
+                    good[name] = ev
+            if len(good) == len(item.events):
+                kept.append(item)
+            elif good:
+                kept.append(Item(item.customer_id, good))
+        return kept
 
     def _send_until_decided(
         self, batch: Batch, body: bytes, result: Delivery
@@ -199,3 +242,12 @@ class Sender:
             self._hooks.rate_limited(delay)
             if self._stop.wait(delay):
                 raise _Abandoned
+
+
+def _events(result: Delivery) -> list[Event]:
+    """Every event `result` has decided already (accepted, rejected, abandoned, failed)."""
+    out = [ev for items, _ in result.accepted for item in items for ev in item.events.values()]
+    out += [ev for item, _ in result.rejected for ev in item.events.values()]
+    out += [ev for item in result.abandoned for ev in item.events.values()]
+    out += [ev for ev, _ in result.failed]
+    return out

@@ -75,6 +75,8 @@ class Source:
         self._consumer: Consumer | None = None
         self.assigned: set[tuple[str, int]] = set()
         self.paused: set[tuple[str, int]] = set()
+        # Held at a bad record (dead_letter.on_error: stop): never resumed while owned.
+        self.held: set[tuple[str, int]] = set()
 
     def open(self) -> None:
         conf = consumer_config(self._settings)
@@ -123,6 +125,7 @@ class Source:
             self.consumer.resume([TopicPartition(t, p) for t, p in stale])
         self.assigned.difference_update(gone)
         self.paused.difference_update(gone)
+        self.held.difference_update(gone)
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
         return self.consumer.consume(max_records, timeout)
@@ -135,11 +138,18 @@ class Source:
         return len(todo)
 
     def resume_all(self) -> int:
-        todo = self.paused & self.assigned
+        todo = (self.paused & self.assigned) - self.held
         if todo:
             self.consumer.resume([TopicPartition(t, p) for t, p in todo])
-        self.paused.clear()
+        self.paused &= self.held
         return len(todo)
+
+    def hold(self, topic: str, partition: int) -> None:
+        """Pause one partition until it is revoked (`resume_all` leaves it paused)."""
+        self.held.add((topic, partition))
+        if (topic, partition) not in self.paused:
+            self.consumer.pause([TopicPartition(topic, partition)])
+            self.paused.add((topic, partition))
 
     def commit_async(self, offsets: list[tuple[str, int, int]]) -> None:
         """Commit next-offsets-to-read; the broker's answer comes to `on_commit`."""

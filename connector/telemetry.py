@@ -83,6 +83,36 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.dead_letter_pending = Gauge(
+            P + "dead_letter_pending", "Dead-letter copies not yet acknowledged.", registry=r
+        )
+        self.dead_letter_failing = Gauge(
+            P + "dead_letter_failing",
+            "Dead-letter copies whose last write failed (tried again with backoff).",
+            registry=r,
+        )
+        self.dead_letter_errors = Counter(
+            P + "dead_letter_errors",
+            "Failed dead-letter writes, by error (each is tried again).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letter_replaced = Counter(
+            P + "dead_letter_replaced",
+            "Dead-letter copies written with their value replaced by a reference (too large).",
+            registry=r,
+        )
+        self.records_dropped = Counter(
+            P + "records_dropped",
+            "Records that could not be delivered and were dropped (dead_letter.on_error: drop).",
+            ["topic", "stage", "reason"],
+            registry=r,
+        )
+        self.records_halted = Gauge(
+            P + "records_halted",
+            "Partitions held at a bad record (dead_letter.on_error: stop).",
+            registry=r,
+        )
         self.commits = Counter(P + "commits", "Offset commits by result.", ["result"], registry=r)
         self.committed_offset = Gauge(
             P + "committed_offset",
@@ -141,6 +171,9 @@ class Health:
         self.broker_reachable = True
         self.auth_failing = False
         self.stopping = False
+        # Why delivery is held (dead-letter copies failing, a partition stopped at a bad
+        # record); set by the pipeline's bad-record handling, None when nothing is held.
+        self.blocked: str | None = None
 
     def beat(self) -> None:
         """Called by the poll loop on every turn."""
@@ -161,6 +194,8 @@ class Health:
             return False, "Gameball rejects the credentials"
         if not self.broker_reachable:
             return False, "no Kafka broker reachable"
+        if self.blocked is not None:
+            return False, self.blocked
         return True, "ok"
 
 

@@ -53,8 +53,10 @@ def produce(
     key: Callable[[int], bytes | None] = lambda i: None,
     headers: Callable[[int], list[tuple[str, bytes]] | None] = lambda i: None,
     partition: Callable[[int], int] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[int, int]:
     """Produce records; returns end offsets per partition from the delivery reports.
+    `config`: extra producer properties (`message.max.bytes` for records over 1 MB).
 
     tansu's watermarks are wrong after multi-record batches, so end offsets come from
     what the broker acknowledged (test-infrastructure.md).
@@ -68,7 +70,9 @@ def produce(
         else:
             ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **(config or {})}
+    )
     for i, value in enumerate(values):
         raw = orjson.dumps(value) if isinstance(value, dict) else value
         kwargs: dict[str, Any] = {"value": raw, "key": key(i), "on_delivery": delivered}

@@ -184,3 +184,35 @@ def test_broken_yaml_names_the_place_but_never_quotes_the_line() -> None:
     (problem,) = problems(text)
     assert problem.startswith("config: not valid YAML at line ")
     assert "hunter2" not in problem
+
+
+@pytest.mark.parametrize(
+    "topic", ["bad/topic name!", "", ".", "..", "x" * 250, "dlq:1", "ünïcode"]
+)
+def test_an_invalid_dead_letter_topic_name_is_refused_with_its_key_path(topic: str) -> None:
+    found = problems(GOOD.replace("topic: gameball.dlq", f"topic: {topic!r}"))
+    assert [p.split(":")[0] for p in found] == ["dead_letter.topic"], found
+    assert "is not a valid Kafka topic name" in found[0]
+
+
+def test_on_error_defaults_follow_the_dead_letter_topic() -> None:
+    assert parse(GOOD, ENV).dead_letter.policy == "dead_letter"
+    without = GOOD.replace("dead_letter:\n  topic: gameball.dlq\n", "")
+    assert parse(without, ENV).dead_letter.policy == "stop"  # no silent loss by default
+    dropping = without + "dead_letter: {on_error: drop}\n"
+    assert parse(dropping, ENV).dead_letter.policy == "drop"
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("{on_error: dead_letter}", "dead_letter: on_error is 'dead_letter' but no"),
+        ("{topic: dlq, on_error: drop}", "dead_letter: on_error is 'drop' but dead_letter.topic"),
+        ("{on_error: skip}", "dead_letter.on_error: Input should be"),
+        ("{unready_after_seconds: 0}", "dead_letter.unready_after_seconds: "),
+    ],
+)
+def test_on_error_and_the_topic_must_agree(section: str, expected: str) -> None:
+    without = GOOD.replace("dead_letter:\n  topic: gameball.dlq\n", "")
+    found = problems(without + f"dead_letter: {section}\n")
+    assert any(p.startswith(expected) for p in found), found

@@ -360,6 +360,18 @@ EVENTS: list[tuple[Any, ...]] = [
         ("mapping", "missing_event_name"),
     ),
     (
+        "whitespace name",
+        {"event": None, "event_from": "kind"},
+        {"kind": " \t "},
+        ("mapping", "blank_event_name"),
+    ),
+    (
+        "whitespace name, even with a fixed default",
+        {"event": None, "event_from": "kind", "event_default": {"name": "other"}},
+        {"kind": "  "},
+        ("mapping", "blank_event_name"),
+    ),
+    (
         "object name",
         {"event": None, "event_from": "kind"},
         {"kind": {"a": 1}},

@@ -97,6 +97,17 @@ CASES = [
         with_(event=None, event_from="t", event_map={"a": ""}),
         "mappings[1].event_map: a: event name is empty",
     ),
+    (
+        "blank mapped name",
+        with_(event=None, event_from="t", event_map={"a": "  "}),
+        "mappings[1].event_map: a: event name is empty",
+    ),
+    ("blank literal name", with_(event=" \t"), "mappings[1].event: event name is blank"),
+    (
+        "blank default name",
+        with_(event=None, event_from="t", event_default={"name": " "}),
+        "mappings[1].event_default.FixedEvent.name: event name is blank",
+    ),
     ("unknown key", with_(evnet="x"), "mappings[1].evnet: Extra inputs are not permitted"),
     ("missing customer_id", with_(customer_id=None), "mappings[1].customer_id: Field required"),
     (

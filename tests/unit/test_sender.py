@@ -285,3 +285,45 @@ def test_a_body_over_max_bytes_is_split_and_every_item_still_goes() -> None:
     assert sorted(accepted_customers(delivery)) == sorted(customers)
     assert len(client.sizes) > 1 and max(client.sizes) <= 800
     assert len(encode_batch(batch_of(customers))) > 800  # it really had to split
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+def test_events_that_cannot_be_encoded_are_taken_out_before_any_request() -> None:
+    batch = batch_of(["c0", "c1", "c2", "c3"])
+    deep = batch.items[1].events["place_order"]
+    deep.metadata = {"deep": nested(300)}
+    huge = batch.items[2].events["place_order"]
+    huge.metadata = {"n": 2**70}
+    # One customer's item with two events: only the bad one leaves it.
+    fine = Event("c3", "refund", {"n": 1}, SourceRecord("t", b"{}", 0, 9))
+    bad = Event("c3", "review", {"deep": nested(252)}, SourceRecord("t", b"{}", 0, 10))
+    batch.items[3].events.update(refund=fine, review=bad)
+    sender, client, _ = make(lambda _n, _cs: OK)
+    delivery = sender.deliver(batch)
+    failed = {id(ev): err for ev, err in delivery.failed}
+    assert set(failed) == {id(deep), id(huge), id(bad)}
+    assert {(e.stage, e.reason) for e in failed.values()} == {("encode", "unencodable")}
+    assert client.requests == [["c0", "c3"]]  # one request, without the bad events
+    sent = [ev for items, _ in delivery.accepted for item in items for ev in item.events.values()]
+    assert sorted(ev.record.offset() for ev in sent) == [0, 3, 9]
+
+
+def test_a_sender_defect_fails_the_batch_events_and_never_raises() -> None:
+    def broken(_n: int, _cs: list[str]) -> Answer:
+        raise RuntimeError("boom")
+
+    sender, _, _ = make(broken)
+    batch = batch_of(["c0", "c1"])
+    delivery = sender.deliver(batch)
+    assert [ev.customer_id for ev, _ in delivery.failed] == ["c0", "c1"]
+    assert {(e.stage, e.reason) for _, e in delivery.failed} == {("send", "sender_failed")}
+    assert "RuntimeError: boom" in delivery.failed[0][1].detail

@@ -36,17 +36,20 @@ mappings:
 
 
 class Built:
-    def __init__(self, batch: str | None = None) -> None:
+    def __init__(self, batch: str | None = None, dead_letters: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health(60)
         config = CONFIG
         if batch is not None:
             config = config.replace("batch: {max_items: 10, linger_ms: 0}", f"batch: {batch}")
+        # No consumer here to hold a partition at a bad record (on_error: stop).
+        config += ("dead_letter: {topic: orders-dlq}\n" if dead_letters is not None
+                   else "dead_letter: {on_error: drop}\n")
         settings = parse(config, {})
         self.client = GameballClient(settings.gameball, 2)
         self.pipeline = Pipeline(settings, Mapper(settings.mappings), self.client,
-                                 self.metrics, self.health)
+                                 self.metrics, self.health, dead_letters)
 
     def value(self, name: str, **labels: str) -> float:
         got = self.registry.get_sample_value(name, labels)
@@ -164,18 +167,23 @@ class AckingDeadLetters:
     def __init__(self) -> None:
         self.sent: list[list[tuple[str, bytes]]] = []
 
+        self.pending = 0
+        self.failing = 0
+
     def send(self, record: Any, headers: list[tuple[str, bytes]], on_done: Any) -> None:
         self.sent.append(headers)
-        on_done(None)
+        on_done()
 
     def poll(self) -> None:
         pass
 
+    def oldest_wait(self) -> float:
+        return 0.0
+
 
 def test_dead_letters_are_counted_once_acknowledged_and_revoke_drops_partition_series() -> None:
-    b = Built()
     dlq = AckingDeadLetters()
-    b.pipeline._dlq = dlq  # type: ignore[assignment]
+    b = Built(dead_letters=dlq)
     b.pipeline._source._assigned(None, [TopicPartition("orders", 0)])  # type: ignore[arg-type]
     b.pipeline._ingest([rec(0, b"{broken"), rec(1, {"type": "order", "customer": "c", "id": 1})])
     dead = "gameball_connector_dead_letter_records_total"

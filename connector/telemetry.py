@@ -141,6 +141,7 @@ class Health:
         self.broker_reachable = True
         self.auth_failing = False
         self.stopping = False
+        self.registry_unreachable = False
 
     def beat(self) -> None:
         """Called by the poll loop on every turn."""
@@ -161,6 +162,8 @@ class Health:
             return False, "Gameball rejects the credentials"
         if not self.broker_reachable:
             return False, "no Kafka broker reachable"
+        if self.registry_unreachable:
+            return False, "schema registry unreachable (records held)"
         return True, "ok"
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -46,6 +46,17 @@ AVRO_SCHEMA = json.dumps(
             },
             {"name": "items", "type": "long"},
             {"name": "note", "type": ["null", "string"], "default": None},
+        ],
+    }
+)
+
+# The same record one version later (a new field with a default): a new schema id.
+AVRO_SCHEMA_V2 = json.dumps(
+    {
+        **json.loads(AVRO_SCHEMA),
+        "fields": [
+            *json.loads(AVRO_SCHEMA)["fields"],
+            {"name": "channel", "type": "string", "default": "web"},
         ],
     }
 )
@@ -124,16 +135,18 @@ class OrderWriters:
         conf = {"url": url}
         if user_info:
             conf["basic.auth.user.info"] = user_info
+        self.conf = conf
         self.client = SchemaRegistryClient(conf)
         self.order_class = order_message_class()
         self.avro = AvroSerializer(self.client, AVRO_SCHEMA)
+        self.avro_v2 = AvroSerializer(self.client, AVRO_SCHEMA_V2)
         self.json = JSONSerializer(JSON_SCHEMA, self.client)
         self.protobuf = ProtobufSerializer(
             self.order_class, self.client, {"use.deprecated.format": False}
         )
 
-    def avro_bytes(self, topic: str, customer: str, status: str, n: int) -> bytes:
-        value = {
+    def avro_bytes(self, topic: str, customer: str, status: str, n: int, version: int = 1) -> bytes:
+        value: dict[str, Any] = {
             "customer": {"id": customer},
             "status": status,
             "placed_at": placed_at(n),
@@ -141,8 +154,20 @@ class OrderWriters:
             "items": 5_000_000_000 + n,
             "note": None,
         }
-        out: bytes = self.avro(value, SerializationContext(topic, MessageField.VALUE))
+        write = self.avro
+        if version == 2:
+            write, value["channel"] = self.avro_v2, "app"
+        out: bytes = write(value, SerializationContext(topic, MessageField.VALUE))
         return out
+
+    def register_avro(self, topic: str) -> list[int]:
+        """Register both Avro versions under `<topic>-value` again (a fresh client: the
+        serializers' one has them cached), in the order they were first registered."""
+        client = SchemaRegistryClient(self.conf)
+        return [
+            client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
+            for text in (AVRO_SCHEMA, AVRO_SCHEMA_V2)
+        ]
 
     def json_bytes(self, topic: str, customer: str, status: str, n: int) -> bytes:
         value = {

@@ -54,6 +54,7 @@ class RegistryOutage:
         self._backoff = self._initial
         self._retry_at = 0.0
         self._held: list[Any] = []
+        self._down = False  # from the first failure until the held records map again
         self._log = RateLimitedLog(log, 30.0)
         self.unreachable = Gauge(
             _P + "unreachable",
@@ -73,7 +74,8 @@ class RegistryOutage:
 
     def hold(self, records: list[Any], err: RegistryUnavailable, now: float) -> None:
         """Keep `records` (the failed one first) and pause reading until `due`."""
-        first = not self._held
+        first = not self._down
+        self._down = True
         self._held.extend(records)
         self.failures.inc()
         if first:
@@ -102,8 +104,9 @@ class RegistryOutage:
         """After mapping what `due` gave: if nothing was held again, the registry answers:
         readiness back, and the partitions resume unless `resume` is False (the pipeline
         holds them paused for its own backpressure)."""
-        if self._held or not self._health.registry_unreachable:
+        if self._held or not self._down:
             return
+        self._down = False
         self._health.registry_unreachable = False
         self.unreachable.set(0)
         self._backoff = self._initial

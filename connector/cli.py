@@ -20,7 +20,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from connector import __version__, demo, dryrun
-from connector.config import load_checked
+from connector.config import Settings, load_checked
 from connector.records import ConfigError
 from connector.sandbox import command
 
@@ -35,6 +35,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.report(args.config), file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "registry", False):
+        code = _validate_registry(args.config, settings)
+        if code != EXIT_OK:
+            return code
     topics = ", ".join(settings.subscription())
     print(f"{args.config}: valid")
     print(
@@ -53,6 +57,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
         import orjson
 
         print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
+def _validate_registry(config: str, settings: Settings) -> int:
+    """`validate --registry`: route paths against the subjects' latest schemas."""
+    from connector.records import RegistryUnavailable
+    from connector.registry import RegistryDecoders, check_routes
+
+    if settings.schema_registry is None:
+        print(f"{config}: --registry needs a schema_registry section", file=sys.stderr)
+        return EXIT_CONFIG
+    client = RegistryDecoders(settings.schema_registry).client()
+    try:
+        problems, notes = check_routes(settings, client)
+    except RegistryUnavailable as exc:
+        print(f"{config}: schema registry unreachable: {exc.detail}", file=sys.stderr)
+        return EXIT_FAILED
+    if problems:
+        print(ConfigError(problems).report(config), file=sys.stderr)
+        return EXIT_CONFIG
+    for note in notes:
+        print(f"  registry: {note}")
     return EXIT_OK
 
 
@@ -158,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config file without connecting anywhere")
     p.add_argument("--config", required=True, help="YAML or JSON config file")
     p.add_argument("--show", action="store_true", help="print the settings (secrets masked)")
+    p.add_argument(
+        "--registry",
+        action="store_true",
+        help="also check every path a route reads against the schema registry's latest "
+        "schema of its topic (connects to schema_registry.url)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("map", help="dry-run the mapping on JSON lines from stdin")

@@ -163,3 +163,122 @@ def test_map_reads_a_kcat_dump_of_wire_format_values(registry: Any, tmp_path: Pa
     )
     assert out.returncode == 0, out.stderr
     assert orjson.loads(out.stdout)["customerId"] == "c1"
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "examples" / "cdc-orders"
+
+ROW = {
+    "type": "record",
+    "name": "Value",
+    "namespace": "dbserver1.shop.orders",
+    "fields": [
+        {"name": "id", "type": "int"},
+        {"name": "customer_id", "type": "string"},
+        {"name": "status", "type": "string"},
+        {
+            "name": "total",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2},
+        },
+        {"name": "currency", "type": "string"},
+        {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+# Debezium's envelope as its Avro converter registers it (fields trimmed to what is used).
+DEBEZIUM_SCHEMA = {
+    "type": "record",
+    "name": "Envelope",
+    "namespace": "dbserver1.shop.orders",
+    "fields": [
+        {"name": "before", "type": ["null", ROW], "default": None},
+        {"name": "after", "type": ["null", "Value"], "default": None},
+        {
+            "name": "source",
+            "type": {
+                "type": "record",
+                "name": "Source",
+                "namespace": "io.debezium.connector.postgresql",
+                "fields": [
+                    {"name": "db", "type": "string"},
+                    {"name": "table", "type": "string"},
+                    {"name": "ts_ms", "type": "long"},
+                ],
+            },
+        },
+        {"name": "op", "type": "string"},
+        {"name": "ts_ms", "type": ["null", "long"], "default": None},
+    ],
+}
+
+
+def test_cdc_example_maps_the_same_from_debezium_avro_bytes(tmp_path: Path) -> None:
+    from datetime import datetime
+    from decimal import Decimal
+
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    def row(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        if doc is None:
+            return None
+        at = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+        return {**doc, "total": Decimal(doc["total"]).quantize(Decimal("0.01")), "created_at": at}
+
+    topic = "dbserver1.shop.orders"
+    peer = RegistryPeer(user_info=USER_INFO).start()
+    try:
+        writers = OrderWriters(peer.url, USER_INFO)
+        serialize = AvroSerializer(writers.client, orjson.dumps(DEBEZIUM_SCHEMA).decode())
+        dump = b""
+        for line in (EXAMPLE / "records.jsonl").read_bytes().splitlines():
+            doc = orjson.loads(line)
+            if doc == {"@value": None}:
+                dump += b"-1:"
+                continue
+            value = {**doc, "before": row(doc["before"]), "after": row(doc["after"])}
+            raw = serialize(value, SerializationContext(topic, MessageField.VALUE))
+            dump += b"%d:%s" % (len(raw), raw)
+        out = subprocess.run(
+            [
+                str(BIN),
+                "map",
+                "--config",
+                str(EXAMPLE / "config.yaml"),
+                "--topic",
+                topic,
+                "--input-format",
+                "raw",
+            ],
+            input=dump,
+            capture_output=True,
+            env={
+                "CDC_VALUE_FORMAT": "avro",
+                "SCHEMA_REGISTRY_URL": peer.url,
+                "SCHEMA_REGISTRY_USER_INFO": USER_INFO,
+                "PATH": "",
+            },
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr.decode()
+        got = [orjson.loads(line) for line in out.stdout.splitlines()]
+        expected = [orjson.loads(x) for x in (EXAMPLE / "expected.jsonl").read_bytes().splitlines()]
+        assert got == expected
+
+        # and validate --registry finds every path of the example in Debezium's schema
+        check = subprocess.run(
+            [str(BIN), "validate", "--config", str(EXAMPLE / "config.yaml"), "--registry"],
+            capture_output=True,
+            text=True,
+            env={
+                "CDC_VALUE_FORMAT": "avro",
+                "SCHEMA_REGISTRY_URL": peer.url,
+                "SCHEMA_REGISTRY_USER_INFO": USER_INFO,
+                "PATH": "",
+            },
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+        assert f"checked against '{topic}-value'" in check.stdout
+    finally:
+        peer.stop()

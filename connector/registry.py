@@ -134,6 +134,18 @@ def _frame(data: bytes | str) -> bytes:
     return raw
 
 
+def _needs_conversion(schema: Any) -> bool:
+    """Whether fastavro's values for this schema include any that are not JSON already
+    (logical types, bytes, fixed); if not, `plain` is skipped (the hot path)."""
+    if isinstance(schema, dict):
+        if "logicalType" in schema or schema.get("type") in ("bytes", "fixed"):
+            return True
+        return any(_needs_conversion(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_needs_conversion(v) for v in schema)
+    return schema in ("bytes", "fixed")
+
+
 def _no_subject(_ctx: Any, _record_name: Any) -> None:
     return None
 
@@ -150,11 +162,12 @@ class RegistryDecoders:
     schema cache is what keeps decoding off the network in steady state.
     """
 
-    def __init__(self, settings: SchemaRegistrySettings) -> None:
+    def __init__(self, settings: SchemaRegistrySettings, client: Any = None) -> None:
         self.settings = settings
-        self._client: Any = None
+        self._client: Any = client  # made from settings on first use unless given
         self._avro: Any = None
         self._json: Any = None
+        self._avro_readers: dict[bytes, Callable[[bytes], Any]] = {}
         self._proto_types: dict[tuple[int, tuple[int, ...]], Any] = {}
 
     def client(self) -> Any:
@@ -179,11 +192,40 @@ class RegistryDecoders:
     def avro(self, data: bytes | str) -> Any:
         """Avro wire bytes -> JSON value (`wire_values.plain` conversions)."""
         raw = _frame(data)
-        if self._avro is None:
-            from confluent_kafka.schema_registry.avro import AvroDeserializer
+        read = self._avro_readers.get(raw[1:5])
+        if read is None:
+            read = self._avro_readers[raw[1:5]] = self._guard(self._avro_reader, raw)
+        return read(raw)
 
-            self._avro = AvroDeserializer(self.client(), conf=_BY_ID)
-        return plain(self._guard(self._avro, raw))
+    def _avro_reader(self, raw: bytes) -> Callable[[bytes], Any]:
+        """The reader for one writer schema id. A plain schema (no references, no
+        data-contract rules) is read by fastavro directly, the library's own Avro
+        dependency, without AvroDeserializer's per-record work (docs/benchmarks.md);
+        anything else goes through AvroDeserializer."""
+        schema = self.client().get_schema(int.from_bytes(raw[1:5], "big"))
+        if schema.references or schema.rule_set:
+            if self._avro is None:
+                from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+                self._avro = AvroDeserializer(self.client(), conf=_BY_ID)
+            deserialize = self._avro
+            return lambda r: plain(self._guard(deserialize, r))
+        import io
+
+        from fastavro import parse_schema, schemaless_reader
+
+        parsed_json = json.loads(schema.schema_str)
+        parsed = parse_schema(parsed_json)
+        convert = _needs_conversion(parsed_json)
+
+        def read(r: bytes) -> Any:
+            try:
+                value = schemaless_reader(io.BytesIO(r[5:]), parsed, None)
+            except Exception as exc:
+                raise classify(exc) from None
+            return plain(value) if convert else value
+
+        return read
 
     def json_schema(self, data: bytes | str) -> Any:
         """JSON Schema wire bytes -> the JSON value (validated against its schema)."""

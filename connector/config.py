@@ -226,6 +226,9 @@ class Settings(_Model):
             for key in registry["properties"]:
                 if is_secret_registry_property(key):
                     registry["properties"][key] = "**********"
+            if self.schema_registry is not None:
+                for secret in self.schema_registry.secret_values():
+                    registry["url"] = registry["url"].replace(secret, "**********")
         return data
 
     def secret_values(self) -> list[str]:

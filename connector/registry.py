@@ -90,6 +90,11 @@ class SchemaRegistrySettings(BaseModel):
             info = self.basic_auth_user_info.get_secret_value()
             values += [info, info.split(":", 1)[-1]]
         values += [str(v) for k, v in self.properties.items() if is_secret_registry_property(k)]
+        for url in self.url.split(","):  # https://key:secret@host: credentials in the URL
+            netloc = url.split("://", 1)[-1].split("/", 1)[0]
+            if "@" in netloc:
+                info = netloc.rsplit("@", 1)[0]
+                values += [info, info.split(":", 1)[-1]]
         return [v for v in values if v]
 
 

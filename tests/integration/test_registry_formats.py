@@ -242,4 +242,6 @@ def test_registry_outage_holds_records_then_delivers_them(
 
     got = Counter(events(items))
     assert got == Counter(5_000_000_000 + i for i in range(40))  # each once, none lost
+    assert SECRET not in proc.text()  # not in the outage warnings either
+    assert "schema registry unreachable" in proc.text()
     assert read_all(broker.bootstrap, dlq, quiet=1.0) == []  # nothing dead-lettered

@@ -117,6 +117,14 @@ def test_registry_secrets_are_masked_and_known_to_the_log_filter() -> None:
         assert secret in settings.secret_values()
 
 
+def test_credentials_in_the_registry_url_are_masked_too() -> None:
+    section = {"url": f"https://key:{SECRET}@registry.example:8081"}
+    settings = parse(yaml.safe_dump(config(schema_registry=section)), env={})
+    assert SECRET in settings.secret_values()
+    assert SECRET not in str(settings.redacted())
+    assert "registry.example" in str(settings.redacted())
+
+
 def test_validate_show_never_prints_the_registry_secret(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     section = {**registry(), "basic_auth_user_info": "${SR_INFO}"}

@@ -63,7 +63,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _validate_registry(config: str, settings: Settings) -> int:
     """`validate --registry`: route paths against the subjects' latest schemas."""
     from connector.records import RegistryUnavailable
-    from connector.registry import RegistryDecoders, check_routes
+    from connector.registry import RegistryDecoders
+    from connector.registry_check import check_routes
 
     if settings.schema_registry is None:
         print(f"{config}: --registry needs a schema_registry section", file=sys.stderr)

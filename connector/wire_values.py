@@ -69,6 +69,7 @@ def plain(value: Any) -> Any:
 # --- Protobuf -----------------------------------------------------------------------------
 # Field type numbers of google.protobuf.descriptor.FieldDescriptor (stable wire constants).
 _TYPE_MESSAGE, _TYPE_BYTES, _TYPE_ENUM = 11, 12, 14
+_STRUCTS = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
 _WRAPPERS = {
     f"google.protobuf.{n}Value"
     for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
@@ -83,20 +84,66 @@ def message_to_plain(msg: Any) -> dict[str, Any]:
     Timestamp -> ISO-8601 UTC, Duration -> seconds (a number), wrappers -> their value,
     Struct/Value/ListValue -> their JSON.
     """
+    desc = msg.DESCRIPTOR
+    plan = _PLANS.get(desc)
+    if plan is None:
+        plan = _PLANS[desc] = _plan(desc)
     out: dict[str, Any] = {}
-    for field in msg.DESCRIPTOR.fields:
-        if field.is_repeated:
-            items = getattr(msg, field.name)
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                out[field.name] = {str(k): _field_value(value_field, v) for k, v in items.items()}
+    for name, mode, convert in plan:
+        value = getattr(msg, name)
+        if mode == _SCALAR:
+            out[name] = value if convert is None else convert(value)
+        elif mode == _PRESENCE:
+            if msg.HasField(name):
+                out[name] = value if convert is None else convert(value)
+        elif mode == _REPEATED:
+            out[name] = list(value) if convert is None else [convert(v) for v in value]
+        else:  # map
+            if convert is None:
+                out[name] = {str(k): v for k, v in value.items()}
             else:
-                out[field.name] = [_field_value(field, v) for v in items]
-            continue
-        if field.has_presence and not msg.HasField(field.name):
-            continue
-        out[field.name] = _field_value(field, getattr(msg, field.name))
+                out[name] = {str(k): convert(v) for k, v in value.items()}
     return out
+
+
+_SPECIAL_MESSAGES = {"google.protobuf.Timestamp", "google.protobuf.Duration", *_WRAPPERS, *_STRUCTS}
+# How each field is read, worked out once per message type (the per-record walk then
+# does no descriptor lookups): (name, mode, converter or None for values as they are).
+_SCALAR, _PRESENCE, _REPEATED, _MAP = range(4)
+_PLANS: dict[Any, list[tuple[str, int, Any]]] = {}
+
+
+def _converter(field: Any) -> Any:
+    if field.type == _TYPE_ENUM:
+        names = {v.number: v.name for v in field.enum_type.values}
+        return lambda number: names.get(number, number)
+    if field.type == _TYPE_BYTES:
+        return _base64
+    if field.type == _TYPE_MESSAGE:
+        if field.message_type.full_name in _SPECIAL_MESSAGES:
+            return _message_value
+        return message_to_plain
+    return None
+
+
+def _base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _plan(desc: Any) -> list[tuple[str, int, Any]]:
+    plan: list[tuple[str, int, Any]] = []
+    for field in desc.fields:
+        if field.is_repeated:
+            entry = field.message_type
+            if entry is not None and entry.GetOptions().map_entry:
+                plan.append((field.name, _MAP, _converter(entry.fields_by_name["value"])))
+            else:
+                plan.append((field.name, _REPEATED, _converter(field)))
+        elif field.has_presence:
+            plan.append((field.name, _PRESENCE, _converter(field)))
+        else:
+            plan.append((field.name, _SCALAR, _converter(field)))
+    return plan
 
 
 def _field_value(field: Any, value: Any) -> Any:
@@ -120,7 +167,7 @@ def _message_value(msg: Any) -> Any:
     if name in _WRAPPERS:
         field = msg.DESCRIPTOR.fields_by_name["value"]
         return _field_value(field, msg.value)
-    if name in ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"):
+    if name in _STRUCTS:
         from google.protobuf import json_format  # not I/O; only these types need it
 
         return json_format.MessageToDict(msg)

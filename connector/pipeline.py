@@ -260,7 +260,7 @@ class Pipeline:
                         timeout = max(0.001, min(timeout, due))
                     if self._outage.active:  # schema registry down: records held
                         held = self._outage.due(now)
-                        if held:
+                        if held is not None:
                             self._ingest(held)
                             self._outage.settled(resume=not self._paused)
                     msgs = self._source.consume(CONSUME_BATCH, timeout)
@@ -648,7 +648,7 @@ class Pipeline:
         unconfirmed = sum(w.unconfirmed() for w in left)
         undone = sum(w.undone() for w in left)
         spans = [w.span() for w in left]
-        self._outage.forget(parts, resume=not self._paused)
+        self._outage.forget(parts)
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)
             for gauge in (self._m.consumer_lag, self._m.committed_offset):

@@ -69,8 +69,9 @@ class RegistryOutage:
 
     @property
     def active(self) -> bool:
-        """Records are held: the loop must not resume the partitions."""
-        return bool(self._held)
+        """The registry was found unreachable and has not answered since: records may
+        be held, and the loop must not resume the partitions."""
+        return self._down
 
     def hold(self, records: list[Any], err: RegistryUnavailable, now: float) -> None:
         """Keep `records` (the failed one first) and pause reading until `due`."""
@@ -93,15 +94,17 @@ class RegistryOutage:
             retry_in_s=round(self._backoff, 3),
         )
 
-    def due(self, now: float) -> list[Any]:
-        """The held records to map again now (none before the backoff has passed)."""
-        if not self._held or now < self._retry_at:
-            return []
+    def due(self, now: float) -> list[Any] | None:
+        """The held records to map again (maybe none: their partitions were revoked),
+        or None before the backoff has passed. The caller maps them, then `settled`."""
+        if not self._down or now < self._retry_at:
+            return None
         held, self._held = self._held, []
         return held
 
     def settled(self, resume: bool) -> None:
-        """After mapping what `due` gave: if nothing was held again, the registry answers:
+        """After mapping what `due` gave: if nothing was held again, the registry answers
+        (or nothing needed it):
         readiness back, and the partitions resume unless `resume` is False (the pipeline
         holds them paused for its own backpressure)."""
         if self._held or not self._down:
@@ -113,8 +116,11 @@ class RegistryOutage:
         n = self._source.resume_all() if resume else 0
         log.info("schema registry answers again: resumed", extra={"partitions": n})
 
-    def forget(self, partitions: Iterable[tuple[str, int]], resume: bool) -> None:
-        """Partitions revoked: their held records are the next owner's to read."""
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions revoked: their held records are the next owner's to read. Called
+        inside the rebalance callback, so it only drops them; the loop's next `due`
+        (made due now if nothing is left) settles the outage."""
         gone = set(partitions)
         self._held = [r for r in self._held if (r.topic(), r.partition()) not in gone]
-        self.settled(resume)
+        if not self._held:
+            self._retry_at = 0.0

@@ -181,11 +181,11 @@ def test_outage_holds_in_order_backs_off_and_resumes() -> None:
     outage.hold(held, RegistryUnavailable("down"), now=10.0)
     assert outage.active and source.paused and health.registry_unreachable
     assert metrics.get_sample_value("gameball_connector_schema_registry_unreachable") == 1
-    assert outage.due(10.05) == []  # before the backoff
+    assert outage.due(10.05) is None  # before the backoff
     again = outage.due(10.1)
     assert again == held  # the same records, in consumed order
     outage.hold(again, RegistryUnavailable("down"), now=10.1)  # still down: backoff doubles
-    assert outage.due(10.29) == [] and outage.due(10.3) == held
+    assert outage.due(10.29) is None and outage.due(10.3) == held
     outage.settled(resume=True)
     assert not outage.active and not source.paused and not health.registry_unreachable
     assert source.resumes == 1
@@ -206,8 +206,12 @@ def test_revoked_partitions_records_are_left_to_the_next_owner() -> None:
     source, health = FakeSource(), FakeHealth()
     outage = RegistryOutage(source, health, CollectorRegistry(), 100, 400)
     outage.hold(records(0, 1, 2) + records(1, 7), RegistryUnavailable("down"), now=0.0)
-    outage.forget([("orders", 0)], resume=True)
-    assert [r.partition() for r in outage.due(1.0)] == [1]
-    outage.hold(records(1, 7), RegistryUnavailable("down"), now=1.0)
-    outage.forget([("orders", 1)], resume=True)
+    outage.forget([("orders", 0)])
+    again = outage.due(1.0)
+    assert again is not None and [r.partition() for r in again] == [1]
+    outage.hold(again, RegistryUnavailable("down"), now=1.0)
+    outage.forget([("orders", 1)])  # in the rebalance callback: nothing resumed there
+    assert outage.active and source.paused
+    assert outage.due(1.0) == []  # due at once: nothing left to try
+    outage.settled(resume=True)  # the loop, after mapping nothing
     assert not outage.active and not health.registry_unreachable and not source.paused

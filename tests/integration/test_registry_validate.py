@@ -107,7 +107,9 @@ def test_validate_registry_reports_misspelled_paths_with_key_paths(
     assert "mappings[2].when: \"customer.idd == 'x'\": customer.idd: no field 'idd'" in out.stderr
     assert SECRET not in out.stdout + out.stderr
     # without --registry the same config is valid: nothing is fetched
+    before = peer.requests
     assert cli("validate", "--config", str(path)).returncode == 0
+    assert peer.requests == before
 
 
 def test_validate_registry_names_a_missing_subject_and_an_unreachable_registry(

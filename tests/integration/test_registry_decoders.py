@@ -115,3 +115,21 @@ def test_an_unhealthy_registry_is_not_the_records_fault(peer: RegistryPeer, stat
         peer.start()
     peer.fail_with = None
     assert decode(raw)["status"] == "PAID"  # the same decoder recovers
+
+
+def test_a_key_needing_an_unreachable_registry_is_held_not_an_error(peer: RegistryPeer) -> None:
+    writers = OrderWriters(peer.url)
+    key = AvroSerializer(writers.client, CUSTOMER)(
+        {"id": "k-8"}, SerializationContext("orders", MessageField.KEY)
+    )
+    route = RouteSettings.model_validate(
+        {"topic": "orders", "customer_id": "@key.id", "event": "e"}
+    )
+    topics = {"orders": TopicSettings(key_format="avro")}
+    mapper = Mapper([route], topics, decoders=decoders(peer))
+    peer.stop()
+    with pytest.raises(RegistryUnavailable):  # reaches the pipeline: not `invalid_key`
+        mapper.map(SourceRecord("orders", b'{"a": 1}', key_=key))
+    peer.start()
+    out = mapper.map(SourceRecord("orders", b'{"a": 1}', key_=key))
+    assert isinstance(out, list) and out[0].customer_id == "k-8"

@@ -4,7 +4,8 @@ Run: `python -m bench.mapping_bench [--seconds S] [--json]`. No broker, no netwo
 maps the sample records of every config/examples/<name>/ in one thread and measures CPU
 time (time.process_time, best of short runs), so the numbers are per core. Also
 measures the issue's own case, six plain lookups per record, to check the fast path is
->= 5x pure JMESPath.
+>= 5x pure JMESPath, and the same record in Avro and Protobuf (Schema Registry wire
+format; `vs_json_cpu`: their CPU per record over the JSON row's).
 Called by hand and by the benchmark helper (`run()` returns the rows).
 """
 
@@ -19,10 +20,12 @@ from typing import Any
 
 import orjson
 
+from bench.registry_bench import wire_values
 from connector.config import load
+from connector.decode import Decoder
 from connector.dryrun import default_topic, parse_line
 from connector.mapping import Mapper
-from connector.mapping_schema import RouteSettings
+from connector.mapping_schema import RouteSettings, TopicSettings
 from connector.records import RecordLike, SourceRecord
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "config" / "examples"
@@ -140,15 +143,25 @@ def run(seconds: float = 1.0) -> list[dict[str, Any]]:
     """One row per case: records/s per core for the fast build and for pure JMESPath."""
     rows: list[dict[str, Any]] = []
 
-    def row(case: str, fast: Mapper, slow: Mapper, records: list[RecordLike]) -> None:
+    def row(
+        case: str,
+        fast: Mapper,
+        slow: Mapper,
+        records: list[RecordLike],
+        decode: Decoder | None = None,
+    ) -> None:
         if outcomes(fast, records) != outcomes(slow, records):
             raise SystemExit(f"{case}: the fast and the pure-JMESPath builds disagree")
         f = cpu_per_record(fast, records, seconds)
         s = cpu_per_record(slow, records, seconds)
         raws = [r.value() for r in records]
-        d = decode_per_record(
-            [x.encode() if isinstance(x, str) else x or b"0" for x in raws], seconds
-        )
+        if decode is None:
+            d = decode_per_record(
+                [x.encode() if isinstance(x, str) else x or b"0" for x in raws], seconds
+            )
+        else:  # a registry format: its decoder (wire bytes -> JSON values) alone
+            values = [x for x in raws if isinstance(x, bytes)]
+            d = _min_cpu_per_call(lambda: [decode(x) for x in values], len(values), seconds)
         rows.append(
             {
                 "case": case,
@@ -168,6 +181,21 @@ def run(seconds: float = 1.0) -> list[dict[str, Any]]:
     row("six plain lookups", Mapper(settings), Mapper(settings, fast_paths=False), plain)
     settings = [RouteSettings.model_validate(BENCH_ROUTE)]
     row("when + three paths", Mapper(settings), Mapper(settings, fast_paths=False), plain)
+    # The same order in Avro and Protobuf (Schema Registry wire format), six plain lookups.
+    settings = [RouteSettings.model_validate(PLAIN_ROUTE)]
+    for fmt, (wire, decode) in wire_values(PLAIN_VALUE, "orders").items():
+        topics = {"orders": TopicSettings(value_format=fmt)}  # type: ignore[arg-type]
+        decoders = {fmt: decode}
+        records = [SourceRecord("orders", wire, offset_=i) for i in range(64)]
+        row(
+            f"six plain lookups ({fmt})",
+            Mapper(settings, topics, decoders=decoders),
+            Mapper(settings, topics, fast_paths=False, decoders=decoders),
+            records,
+            decode,
+        )
+        json_us = rows[0]["fast_us_per_record"]  # "six plain lookups": the same order in JSON
+        rows[-1]["vs_json_cpu"] = round(rows[-1]["fast_us_per_record"] / json_us, 2)
     for name in sorted(p.name for p in EXAMPLES.iterdir() if (p / "config.yaml").is_file()):
         fast, slow, happy, every = example_records(name)
         row(f"{name} (event records)", fast, slow, happy)
@@ -194,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['fast_records_per_s']:>11,} {r['jmespath_us_per_record']:>11.2f} "
             f"{r['speedup']:>7.1f}x"
         )
-    print("(one thread, CPU time: records per second per core; JSON decoding included)")
+    for r in rows:
+        if "vs_json_cpu" in r:
+            print(f"{r['case']}: {r['vs_json_cpu']:.2f}x the CPU per record of the JSON row")
+    print("(one thread, CPU time: records per second per core; decoding included)")
     return 0
 
 

@@ -19,9 +19,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.records import ConfigError
+
+if TYPE_CHECKING:
+    from connector.config import Settings
 
 log = logging.getLogger("connector")
 
@@ -36,6 +40,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.report(args.config), file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "registry", False):
+        code = _validate_registry(args.config, settings)
+        if code != EXIT_OK:
+            return code
     topics = ", ".join(settings.subscription())
     print(f"{args.config}: valid")
     print(
@@ -67,6 +75,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result = check(gameball)
         print(f"  credentials: {result.message}")
         return EXIT_OK if result.ok else EXIT_FAILED
+    return EXIT_OK
+
+
+def _validate_registry(config: str, settings: Settings) -> int:
+    """`validate --registry`: route paths against the subjects' latest schemas."""
+    from connector.records import RegistryUnavailable
+    from connector.registry import RegistryDecoders
+    from connector.registry_check import check_routes
+
+    if settings.schema_registry is None:
+        print(f"{config}: --registry needs a schema_registry section", file=sys.stderr)
+        return EXIT_CONFIG
+    client = RegistryDecoders(settings.schema_registry).client()
+    try:
+        problems, notes = check_routes(settings, client)
+    except RegistryUnavailable as exc:
+        print(f"{config}: schema registry unreachable: {exc.detail}", file=sys.stderr)
+        return EXIT_FAILED
+    if problems:
+        print(ConfigError(problems).report(config), file=sys.stderr)
+        return EXIT_CONFIG
+    for note in notes:
+        print(f"  registry: {note}")
     return EXIT_OK
 
 
@@ -199,6 +230,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="make one harmless authenticated request to gameball.base_url and report "
         "whether the keys are accepted (exit 1 if not); the only option that connects",
+    )
+    p.add_argument(
+        "--registry",
+        action="store_true",
+        help="also check every path a route reads against the schema registry's latest "
+        "schema of its topic (connects to schema_registry.url)",
     )
     p.set_defaults(func=cmd_validate)
 

@@ -30,6 +30,12 @@ from connector.mapping_schema import (
     route_subscription,
 )
 from connector.records import ConfigError
+from connector.registry import (
+    REGISTRY_FORMATS,
+    SchemaRegistrySettings,
+    build_decoders,
+    is_secret_registry_property,
+)
 
 if TYPE_CHECKING:  # the mapping compiler is loaded by `load_checked`, not with the types
     from connector.mapping import Mapper
@@ -224,6 +230,17 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    schema_registry: SchemaRegistrySettings | None = None
+
+    @model_validator(mode="after")
+    def _registry_known(self) -> Settings:
+        if self.schema_registry is None:
+            uses = registry_format_paths(self)
+            if uses:
+                raise ValueError(
+                    f"{uses[0]} is a Schema Registry format: schema_registry.url is required"
+                )
+        return self
 
     @model_validator(mode="after")
     def _topics_known(self) -> Settings:
@@ -254,6 +271,14 @@ class Settings(_Model):
             for key in props:
                 if is_secret_property(key):
                     props[key] = "**********"
+        registry = data.get("schema_registry")
+        if registry is not None:
+            for key in registry["properties"]:
+                if is_secret_registry_property(key):
+                    registry["properties"][key] = "**********"
+            if self.schema_registry is not None:
+                for secret in self.schema_registry.secret_values():
+                    registry["url"] = registry["url"].replace(secret, "**********")
         return data
 
     def secret_values(self) -> list[str]:
@@ -263,7 +288,23 @@ class Settings(_Model):
             values.append(self.gameball.secret_key.get_secret_value())
         for props in (self.kafka.properties, self.dead_letter.properties):
             values += [str(v) for k, v in props.items() if is_secret_property(k)]
+        if self.schema_registry is not None:
+            values += self.schema_registry.secret_values()
         return [v for v in values if v]
+
+
+def registry_format_paths(settings: Settings) -> list[str]:
+    """Key paths of every value/key format that reads from the Schema Registry."""
+    found: list[str] = []
+    for i, route in enumerate(settings.mappings):
+        for field in ("value_format", "key_format"):
+            if getattr(route, field) in REGISTRY_FORMATS:
+                found.append(f"mappings[{i}].{field}")
+    for topic, ts in settings.topic_settings.items():
+        for field in ("value_format", "key_format"):
+            if getattr(ts, field) in REGISTRY_FORMATS:
+                found.append(f"topic_settings.{topic}.{field}")
+    return found
 
 
 def is_secret_property(name: str) -> bool:
@@ -349,4 +390,5 @@ def load_checked(path: str | Path) -> tuple[Settings, Mapper]:
     from connector.mapping import Mapper
 
     settings = load(path)
-    return settings, Mapper(settings.mappings, settings.topic_settings)
+    decoders = build_decoders(settings.schema_registry)
+    return settings, Mapper(settings.mappings, settings.topic_settings, decoders=decoders)

@@ -17,8 +17,16 @@ from typing import Any, TextIO
 import orjson
 
 from connector.config import Settings, load_checked
+from connector.dryrun_input import INPUT_FORMATS, DumpError, records
 from connector.mapping_schema import ENVELOPE_FIELDS
-from connector.records import ConfigError, Event, RecordError, Skip, SourceRecord
+from connector.records import (
+    ConfigError,
+    Event,
+    RecordError,
+    RegistryUnavailable,
+    Skip,
+    SourceRecord,
+)
 
 ENVELOPE_KEYS = frozenset({"@value", *("@" + f for f in ENVELOPE_FIELDS)})
 
@@ -35,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--explain", action="store_true", help="add which route matched and why others did not"
+    )
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="lines",
+        help="lines: JSON/text lines or envelopes (default); raw: a kcat -f '%%S:%%s' dump "
+        "of wire-format values (avro, protobuf, json_schema); base64: one value per line",
     )
 
 
@@ -144,6 +159,49 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sy
         print(exc.report(args.config), file=sys.stderr)
         return EXIT_CONFIG
     topic = args.topic or default_topic(settings)
+    try:
+        if getattr(args, "input_format", "lines") != "lines":
+            return _run_bytes(args, mapper, topic, stdin, stdout)
+        return _run_lines(args, mapper, topic, stdin, stdout)
+    except RegistryUnavailable as exc:
+        print(f"schema registry unreachable: {exc.detail}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def _emit(mapper: Any, record: SourceRecord, explain: bool, stdout: TextIO) -> None:
+    trace = None
+    if explain:
+        result, traces = mapper.explain(record)
+        trace = [{"route": t.route, "outcome": t.outcome, "detail": t.detail} for t in traces]
+    else:
+        result = mapper.map(record)
+    for obj in render(result, trace):
+        stdout.write(orjson.dumps(obj).decode())
+        stdout.write("\n")
+
+
+def _run_bytes(
+    args: argparse.Namespace, mapper: Any, topic: str | None, stdin: TextIO, stdout: TextIO
+) -> int:
+    """`--input-format raw|base64`: values as bytes, all of the given topic."""
+    if topic is None:
+        print("no topic: pass --topic", file=sys.stderr)
+        return EXIT_INPUT
+    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+    try:
+        for record in records(args.input_format, data, topic):
+            _emit(mapper, record, args.explain, stdout)
+    except DumpError as exc:
+        print(str(exc), file=sys.stderr)
+        stdout.flush()
+        return EXIT_INPUT
+    stdout.flush()
+    return EXIT_OK
+
+
+def _run_lines(
+    args: argparse.Namespace, mapper: Any, topic: str | None, stdin: TextIO, stdout: TextIO
+) -> int:
     status = EXIT_OK
     count = 0
     for number, text in enumerate(stdin, start=1):
@@ -159,15 +217,7 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, stdout: TextIO = sy
             status = EXIT_INPUT
             continue
         count += 1
-        trace = None
-        if args.explain:
-            result, traces = mapper.explain(record)
-            trace = [{"route": t.route, "outcome": t.outcome, "detail": t.detail} for t in traces]
-        else:
-            result = mapper.map(record)
-        for obj in render(result, trace):
-            stdout.write(orjson.dumps(obj).decode())
-            stdout.write("\n")
+        _emit(mapper, record, args.explain, stdout)
     stdout.flush()
     return status
 

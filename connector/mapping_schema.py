@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 if TYPE_CHECKING:  # jmespath is imported when a config has expressions, not with the types
     from jmespath.parser import ParsedResult
 
-# Formats a value or key can be decoded from. A later `avro` joins this list together
-# with a decoder injected into the Mapper (see docs/mapping.md, "Decoders").
-ValueFormat = Literal["json", "string", "bytes-base64"]
+# Formats a value or key can be decoded from. The Schema Registry ones (avro, protobuf,
+# json_schema) are decoded by `connector.registry`, injected into the Mapper.
+ValueFormat = Literal["json", "string", "bytes-base64", "avro", "protobuf", "json_schema"]
 CoerceType = Literal["string", "number", "integer", "boolean", "timestamp"]
 
 # The record's envelope, addressed as `@key`, `@headers.name`, `@topic`, ...

@@ -39,7 +39,8 @@ from connector.jobs import JobTracker
 from connector.logs import RateLimitedLog
 from connector.offsets import OffsetTracker
 from connector.ratelimit import RateLimiter, Window
-from connector.records import Batch, Event, RecordError, RecordLike, Skip
+from connector.records import Batch, Event, RecordError, RecordLike, RegistryUnavailable, Skip
+from connector.registry_outage import RegistryOutage
 from connector.sender import Delivery, Sender
 from connector.source import Partitions, Source
 from connector.telemetry import Health, Metrics
@@ -208,6 +209,12 @@ class Pipeline:
             on_error=self._on_kafka_error,
             on_commit=self._on_commit,
         )
+        registry = settings.schema_registry
+        self._outage = RegistryOutage(
+            self._source, health, metrics.registry,
+            registry.retry_initial_backoff_ms if registry else 500,
+            registry.retry_max_backoff_ms if registry else 30_000,
+        )
         self._consumed: dict[str, Any] = {}
         self._skipped: dict[tuple[str, str], Any] = {}
         # Partitions of the subscribed topics (quota share denominator). Read in the loop,
@@ -251,6 +258,11 @@ class Pipeline:
                     timeout = 0.05 if self._inflight else 0.5
                     if due is not None:
                         timeout = max(0.001, min(timeout, due))
+                    if self._outage.active:  # schema registry down: records held
+                        held = self._outage.due(now)
+                        if held is not None:
+                            self._ingest(held)
+                            self._outage.settled(resume=not self._paused)
                     msgs = self._source.consume(CONSUME_BATCH, timeout)
                     if msgs:
                         self._ingest(msgs)
@@ -311,7 +323,12 @@ class Pipeline:
             run += 1
             if held is not None and msg.offset() > held:
                 continue  # fetched before its partition was held at a bad record
-            out = map_one(msg)
+            try:
+                out = map_one(msg)
+            except RegistryUnavailable as exc:  # not the record's fault: hold, retry later
+                run -= 1
+                self._outage.hold(msgs[msgs.index(msg):], exc, self._clock())
+                break
             kind = out.__class__
             if kind is Event:  # the common case: one event, no list
                 part.read(msg.offset(), 1)
@@ -571,8 +588,11 @@ class Pipeline:
                 extra={"buffered": buffered, "partitions": n, "inflight": self._inflight,
                        "dead_letter_pending": self._bad.pending},
             )
-        elif (self._paused and not self._blocked() and buffered <= bound // 2
-              and self._bad.pending <= self._s.dead_letter.max_pending // 2):
+        elif (
+            self._paused and not self._blocked() and buffered <= bound // 2
+            and self._bad.pending <= self._s.dead_letter.max_pending // 2
+            and not self._outage.active
+        ):
             self._paused = False
             n = self._source.resume_all()
             log.info("resumed partitions", extra={"buffered": buffered, "partitions": n})
@@ -620,7 +640,7 @@ class Pipeline:
             self._tracker.assign(topic, partition)
         self._m.rebalances.labels("assign").inc()
         self._after_rebalance()
-        if self._paused:
+        if self._paused or self._outage.active:
             self._source.pause_all()
         log.info("partitions assigned", extra={"partitions": [f"{t}[{p}]" for t, p in parts]})
 
@@ -639,6 +659,7 @@ class Pipeline:
         unconfirmed = sum(w.unconfirmed() for w in left)
         undone = sum(w.undone() for w in left)
         spans = [w.span() for w in left]
+        self._outage.forget(parts)
         for topic, partition in parts:
             self._tracker.revoke(topic, partition)
             for gauge in (self._m.consumer_lag, self._m.committed_offset):

@@ -226,3 +226,17 @@ class GameballError(ConnectorError):
         self.status = status
         self.code = code
         self.request_id = request_id
+
+
+class RegistryUnavailable(BaseException):
+    """The schema registry did not answer (down, timed out, 5xx, refused credentials).
+
+    Not the record's fault, so not a `RecordError`: raised by the registry decoders, it
+    unwinds through the mapper's per-record `except Exception` handlers (hence
+    BaseException, like KeyboardInterrupt) to the pipeline, which holds the record and
+    retries later (`connector.registry_outage`); nothing is dead-lettered or skipped.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

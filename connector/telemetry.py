@@ -174,6 +174,7 @@ class Health:
         # Why delivery is held (dead-letter copies failing, a partition stopped at a bad
         # record); set by the pipeline's bad-record handling, None when nothing is held.
         self.blocked: str | None = None
+        self.registry_unreachable = False
 
     def beat(self) -> None:
         """Called by the poll loop on every turn."""
@@ -196,6 +197,8 @@ class Health:
             return False, "no Kafka broker reachable"
         if self.blocked is not None:
             return False, self.blocked
+        if self.registry_unreachable:
+            return False, "schema registry unreachable (records held)"
         return True, "ok"
 
 

@@ -92,7 +92,8 @@ def test_hotpath_measures_the_loop_work_of_every_event() -> None:
 @pytest.mark.integration
 def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
     """`python -m bench.mapping_bench --json`: a row per example mapping (event records and
-    all samples) plus the two plain-path cases, each with positive figures; it exits
+    all samples) plus the plain-path cases (JSON, Avro, Protobuf), each with positive
+    figures; it exits
     non-zero when the fast and the pure-JMESPath builds map any record differently."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench.mapping_bench", "--json", "--seconds", "0.02"],
@@ -104,6 +105,7 @@ def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
                       if (p / "config.yaml").is_file())
     assert examples
     wanted = {"six plain lookups", "when + three paths"} | {
+        "six plain lookups (avro)", "six plain lookups (protobuf)"} | {
         f"{name} ({kind})" for name in examples for kind in ("event records", "all samples")
     }
     assert set(rows) == wanted
@@ -112,6 +114,11 @@ def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
         assert row["fast_us_per_record"] > 0 and row["jmespath_us_per_record"] > 0, case
         assert row["speedup"] == pytest.approx(
             row["jmespath_us_per_record"] / row["fast_us_per_record"], rel=0.02), case
+    for fmt in ("avro", "protobuf"):  # the same order as the JSON row, in wire format
+        row = rows[f"six plain lookups ({fmt})"]
+        assert row["vs_json_cpu"] == pytest.approx(
+            row["fast_us_per_record"] / rows["six plain lookups"]["fast_us_per_record"],
+            rel=0.02)
 
 
 @pytest.mark.integration

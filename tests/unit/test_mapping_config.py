@@ -149,8 +149,9 @@ CASES = [
     ),
     (
         "bad value_format",
-        with_(value_format="avro"),
-        "mappings[1].value_format: Input should be 'json', 'string' or 'bytes-base64'",
+        with_(value_format="xml"),
+        "mappings[1].value_format: Input should be 'json', 'string', 'bytes-base64', 'avro', "
+        "'protobuf' or 'json_schema'",
     ),
     (
         "duplicate names",

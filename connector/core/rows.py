@@ -1,0 +1,160 @@
+"""Plain data of the core: consumed runs, segments, items, batches, dead-letter tickets.
+
+A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
+payload, timestamp_ms)`, where `payload` is the event's metadata, either a dict or its
+JSON bytes already encoded (then a request body is joined from bytes, never re-built).
+A *segment* is a slice of one partition's run: the unit acks are counted in and the
+unit commits move by. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+# (offset, customer_id, event name, metadata dict or its JSON bytes, timestamp ms or -1)
+Row = tuple[int, str, str, Any, int]
+
+
+class Run(NamedTuple):
+    """What one consume returned for one partition, decoded and mapped by the shell.
+
+    `rows` in read order (a record with several events gives several rows with its
+    offset); `skipped`: offsets of records that produced no event (done at once);
+    `failed`: offsets of records bound for the dead-letter topic (one event each, done
+    when the shell reports the copy acknowledged).
+    """
+
+    topic: str
+    partition: int
+    rows: Sequence[Row]
+    skipped: Sequence[int] = ()
+    failed: Sequence[int] = ()
+
+
+class Segment:
+    """Consecutive records of one partition, acked as a count (`pending` events left).
+
+    `first` is the lowest offset of a record with events, `end` the last offset + 1:
+    while the segment is unfinished no commit passes `first`.
+    """
+
+    __slots__ = ("accepted", "dropped", "end", "events", "first", "partition", "pending", "seq",
+                 "topic")
+
+    def __init__(self, topic: str, partition: int, first: int, end: int, events: int,
+                 seq: int = 0) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.first = first
+        self.end = end
+        self.events = events  # events of the segment's records, rows and failed ones
+        self.pending = events  # not yet accepted nor dead-lettered
+        self.accepted = 0  # accepted by Gameball: what a crash would send again
+        self.dropped = False  # its partition was revoked: late acks are ignored
+        self.seq = seq  # ingest order across partitions: lower was read earlier
+
+    def __repr__(self) -> str:
+        return (f"Segment({self.topic}[{self.partition}]@{self.first}-{self.end}, "
+                f"{self.pending}/{self.events})")
+
+
+# One waiting or sent event: its segment (for the ack count) and its row.
+Entry = tuple[Segment, Row]
+
+
+class Item:
+    """One object of a batch request: one customer, events of distinct names.
+
+    `fragment` caches the item's JSON (`{"customerId":..,"events":{..}}`), so a body
+    split by the sender (`max_bytes`, bisection) joins bytes instead of encoding again.
+    """
+
+    __slots__ = ("customer_id", "entries", "fragment")
+
+    def __init__(self, customer_id: str, entries: list[Entry]) -> None:
+        self.customer_id = customer_id
+        self.entries = entries
+        self.fragment: bytes | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [row[2] for _seg, row in self.entries]
+
+    def encoded(self) -> bytes:
+        """The item's JSON, encoded once (the sender's thread calls this)."""
+        frag = self.fragment
+        if frag is None:
+            frag = self.fragment = _encode_item(self.customer_id, self.entries)
+        return frag
+
+    def __repr__(self) -> str:
+        return f"Item({self.customer_id!r}, {self.names!r})"
+
+
+def _encode_item(customer_id: str, entries: list[Entry]) -> bytes:
+    dumps = orjson.dumps
+    parts = []
+    for _seg, row in entries:
+        payload = row[3]
+        parts.append(dumps(row[2]) + b":" + (payload if isinstance(payload, bytes)
+                                             else dumps(payload)))
+    return b'{"customerId":' + dumps(customer_id) + b',"events":{' + b",".join(parts) + b"}}"
+
+
+def encode_items(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+    """A request body: `{"body":[items]}` for the batch-job endpoint, else the one item."""
+    if not batch_endpoint:
+        (item,) = items
+        return item.encoded()
+    return b'{"body":[' + b",".join([item.encoded() for item in items]) + b"]}"
+
+
+class Batch:
+    """Items of one request and how many events of each segment they hold."""
+
+    __slots__ = ("counts", "events", "items")
+
+    def __init__(self, items: list[Item], counts: dict[Segment, int], events: int) -> None:
+        self.items = items
+        self.counts = counts  # segment -> events of it in this batch: the ack is per segment
+        self.events = events
+
+    def body(self) -> bytes:
+        return encode_items(self.items)
+
+    def customers(self) -> list[str]:
+        return [item.customer_id for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Letter:
+    """A dead-letter ticket: which record to copy (topic, partition, offset), and who.
+
+    The shell copies the record's original bytes (kept or re-read by offset) and calls
+    `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy.
+    """
+
+    __slots__ = ("customer_id", "name", "offset", "segment")
+
+    def __init__(self, segment: Segment, offset: int, customer_id: str | None = None,
+                 name: str | None = None) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.customer_id = customer_id
+        self.name = name
+
+    @property
+    def topic(self) -> str:
+        return self.segment.topic
+
+    @property
+    def partition(self) -> int:
+        return self.segment.partition
+
+    def __repr__(self) -> str:
+        return f"Letter({self.topic}[{self.partition}]@{self.offset}, {self.name!r})"

@@ -1,8 +1,9 @@
 """Plain data of the core: consumed runs, segments, items, batches, dead-letter tickets.
 
 A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
-payload, timestamp_ms)`, where `payload` is the event's metadata, either a dict or its
-JSON bytes already encoded (then a request body is joined from bytes, never re-built).
+payload, timestamp_ms)`, where `payload` is the event's metadata: a dict, or its JSON
+already encoded wrapped in `orjson.Fragment` (copied into the body as bytes). A request
+body is encoded by one `orjson.dumps` call per request.
 A *segment* is a slice of one partition's run: the unit acks are counted in and the
 unit commits move by. Nothing here does I/O.
 """
@@ -14,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-# (offset, customer_id, event name, metadata dict or its JSON bytes, timestamp ms or -1)
+# (offset, customer_id, event name, metadata dict or orjson.Fragment, timestamp ms or -1)
 Row = tuple[int, str, str, Any, int]
 
 
@@ -66,50 +67,39 @@ Entry = tuple[Segment, Row]
 
 
 class Item:
-    """One object of a batch request: one customer, events of distinct names.
+    """One object of a batch request: one customer, events of distinct names."""
 
-    `fragment` caches the item's JSON (`{"customerId":..,"events":{..}}`), so a body
-    split by the sender (`max_bytes`, bisection) joins bytes instead of encoding again.
-    """
-
-    __slots__ = ("customer_id", "entries", "fragment")
+    __slots__ = ("customer_id", "entries")
 
     def __init__(self, customer_id: str, entries: list[Entry]) -> None:
         self.customer_id = customer_id
         self.entries = entries
-        self.fragment: bytes | None = None
 
     @property
     def names(self) -> list[str]:
         return [row[2] for _seg, row in self.entries]
 
-    def encoded(self) -> bytes:
-        """The item's JSON, encoded once (the sender's thread calls this)."""
-        frag = self.fragment
-        if frag is None:
-            frag = self.fragment = _encode_item(self.customer_id, self.entries)
-        return frag
+    def body(self) -> dict[str, Any]:
+        """The item as Gameball takes it (`customerId`, `events` by name)."""
+        entries = self.entries
+        if len(entries) == 1:  # the common item: no comprehension frame
+            row = entries[0][1]
+            return {"customerId": self.customer_id, "events": {row[2]: row[3]}}
+        return {"customerId": self.customer_id,
+                "events": {row[2]: row[3] for _seg, row in entries}}
 
     def __repr__(self) -> str:
         return f"Item({self.customer_id!r}, {self.names!r})"
 
 
-def _encode_item(customer_id: str, entries: list[Entry]) -> bytes:
-    dumps = orjson.dumps
-    parts = []
-    for _seg, row in entries:
-        payload = row[3]
-        parts.append(dumps(row[2]) + b":" + (payload if isinstance(payload, bytes)
-                                             else dumps(payload)))
-    return b'{"customerId":' + dumps(customer_id) + b',"events":{' + b",".join(parts) + b"}}"
-
-
 def encode_items(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
-    """A request body: `{"body":[items]}` for the batch-job endpoint, else the one item."""
+    """A request body, one `orjson.dumps` call: `{"body":[items]}` for the batch-job
+    endpoint, else the one item (Send Events). The sender calls it once per request
+    (again only for the halves of a split or bisected batch)."""
     if not batch_endpoint:
         (item,) = items
-        return item.encoded()
-    return b'{"body":[' + b",".join([item.encoded() for item in items]) + b"]}"
+        return orjson.dumps(item.body())
+    return orjson.dumps({"body": [item.body() for item in items]})
 
 
 class Batch:

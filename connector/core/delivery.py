@@ -231,10 +231,11 @@ class DeliveryCore:
 
     # --- acks -------------------------------------------------------------------------
 
-    def complete(self, batch: Batch, now: float, rejected: Sequence[Item] = (),
+    def complete(self, batch: Batch, now: float, rejected: Sequence[tuple[Item, object]] = (),
                  abandoned: Sequence[Item] = ()) -> Completion:
-        """A sent batch ended: every item accepted unless listed as rejected (to be
-        dead-lettered: returned as tickets) or abandoned (shutdown: stays undone)."""
+        """A sent batch ended: every item accepted unless listed as rejected, with its
+        cause (to be dead-lettered: returned as tickets carrying the cause), or abandoned
+        (shutdown or revoke cut it short: stays undone). `sender.Delivery`'s lists fit."""
         self.in_flight -= 1
         self.in_flight_events -= batch.events
         self.buffered -= batch.events
@@ -242,13 +243,13 @@ class DeliveryCore:
         counts = batch.counts
         if rejected or abandoned:
             counts = dict(counts)
-            for item in (*rejected, *abandoned):
+            for item in (*(i for i, _ in rejected), *abandoned):
                 for seg, _row in item.entries:
                     counts[seg] -= 1
-            for item in rejected:
+            for item, cause in rejected:
                 for seg, row in item.entries:
                     if not seg.dropped:
-                        out.letters.append(Letter(seg, row[0], row[1], row[2]))
+                        out.letters.append(Letter(seg, row[0], row[1], row[2], cause))
             self.dead_letters_pending += len(out.letters)
         parts = self._parts
         for seg, n in counts.items():
@@ -262,7 +263,7 @@ class DeliveryCore:
         self.exposed += out.accepted
         if out.accepted:
             oldest = _NO_TS
-            skip = {id(i) for i in (*rejected, *abandoned)}
+            skip = {id(i) for i in (*(i for i, _ in rejected), *abandoned)}
             for item in batch.items:
                 if skip and id(item) in skip:
                     continue

@@ -79,6 +79,11 @@ class Item:
     def names(self) -> list[str]:
         return [row[2] for _seg, row in self.entries]
 
+    def refs(self) -> list[tuple[str, int, int, str]]:
+        """(topic, partition, offset, event name) of each event: all that job tracking
+        and dead-lettering need to find the record again (no metadata, no message)."""
+        return [(seg.topic, seg.partition, row[0], row[2]) for seg, row in self.entries]
+
     def body(self) -> dict[str, Any]:
         """The item as Gameball takes it (`customerId`, `events` by name)."""
         entries = self.entries
@@ -129,14 +134,15 @@ class Letter:
     `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy.
     """
 
-    __slots__ = ("customer_id", "name", "offset", "segment")
+    __slots__ = ("cause", "customer_id", "name", "offset", "segment")
 
     def __init__(self, segment: Segment, offset: int, customer_id: str | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, cause: object = None) -> None:
         self.segment = segment
         self.offset = offset
         self.customer_id = customer_id
         self.name = name
+        self.cause = cause  # what the shell passed with the rejected item (its Answer)
 
     @property
     def topic(self) -> str:

@@ -142,7 +142,7 @@ class CoreMachine(RuleBasedStateMachine):
     def complete(self, data: st.DataObject) -> None:
         batch = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
         rejected = [i for i in batch.items if data.draw(st.integers(0, 4)) == 0]
-        out = self.core.complete(batch, self.now, rejected=rejected)
+        out = self.core.complete(batch, self.now, rejected=[(i, None) for i in rejected])
         bad = {id(i) for i in rejected}
         for item in batch.items:
             if id(item) not in bad:

@@ -103,11 +103,12 @@ def test_rejected_items_become_dead_letter_tickets_and_hold_the_commit_until_ack
     batch = c.next_batch(0.0, force=True)
     assert batch is not None
     bad = batch.items[1]
-    done = c.complete(batch, 0.0, rejected=[bad])
+    done = c.complete(batch, 0.0, rejected=[(bad, "400")])
     assert done.accepted == 1 and done.oldest_ms == 500
     (letter,) = done.letters
     assert (letter.topic, letter.partition, letter.offset, letter.customer_id, letter.name) == (
         T, 0, 1, "b", "visit")
+    assert letter.cause == "400" and bad.refs() == [(T, 0, 1, "visit")]
     assert c.commits() == [(T, 0, 0)]  # both records are one segment: it waits for the copy
     c.dead_lettered(letter)
     assert c.commits() == [(T, 0, 2)]

@@ -10,6 +10,8 @@ crash budget) and may be limited to the events of one segment (the unblocking cu
 
 from __future__ import annotations
 
+from collections import Counter
+
 from connector.core.rows import Entry, Item, Segment
 
 
@@ -50,7 +52,8 @@ class CustomerWindow:
         with `only`, just that segment's events at the head of their customer's queue."""
         items: list[Item] = []
         append = items.append
-        counts: dict[Segment, int] = {}
+        segs: list[Segment] = []  # one per event taken, counted once at the end (in C)
+        keep_seg = segs.append
         taken = 0  # events
         busy = self.busy
         emptied: list[str] = []
@@ -62,8 +65,7 @@ class CustomerWindow:
             if only is not None and queue[0][0] is not only:
                 continue
             if len(queue) == 1:  # the common case: the queue becomes the item
-                seg = queue[0][0]
-                counts[seg] = counts.get(seg, 0) + 1
+                keep_seg(queue[0][0])
                 append(Item(cid, queue))
                 busy.add(cid)
                 emptied.append(cid)
@@ -85,8 +87,7 @@ class CustomerWindow:
                 mine[j].append(entry)
                 seen[name] = j + 1
                 used += 1
-                seg = entry[0]
-                counts[seg] = counts.get(seg, 0) + 1
+                keep_seg(entry[0])
             for entries in mine:
                 append(Item(cid, entries))
             taken += used
@@ -101,7 +102,7 @@ class CustomerWindow:
             del queues[cid]
         self.ready -= taken
         self.waiting -= taken
-        return items, counts, taken
+        return items, dict(Counter(segs)), taken
 
     def release(self, customers: list[str]) -> int:
         """The batch holding `customers` ended; returns how many events became ready."""

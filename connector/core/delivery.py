@@ -344,6 +344,13 @@ class DeliveryCore:
         """A whole batch is ready but may not be sent yet."""
         return self._window.ready >= self._max_items and not self.may_send()
 
+    def awaiting_confirmation(self) -> bool:
+        """Accepted events awaiting a confirmed commit are what holds batches back: the
+        shell should commit now and get the answer (synchronously, or by serving the
+        asynchronous commit's callback) instead of only waiting for completions."""
+        ready = self._window.ready
+        return bool(ready) and self.exposed > 0 and self._budget() < min(self._max_items, ready)
+
     def may_read(self) -> bool:
         """Reading further ahead is useful: not blocked, and under `max_buffered_events`."""
         return not self.blocked() and self.buffered < self.settings.max_buffered_events

@@ -174,8 +174,9 @@ def test_a_spent_budget_sends_the_oldest_segment_only_then_waits_for_confirmatio
     assert heads == [[("b", [1])], [("c", [3])]]
     assert c.commits() == [(T, 0, 4)] and c.exposure == 4
     assert c.next_batch(0.0, force=True) is None  # spent: the commit must be confirmed
+    assert c.awaiting_confirmation()
     c.confirmed(T, 0, 4)
-    assert c.exposure == 0
+    assert c.exposure == 0 and not c.awaiting_confirmation()
     last = c.next_batch(0.0, force=True)
     assert last is not None and sent(last) == [("d", [4]), ("e", [5])]
     assert c.overruns == 0

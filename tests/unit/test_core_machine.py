@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from connector.core import Batch, CoreSettings, DeliveryCore, Letter, Run
 
@@ -50,11 +56,7 @@ def event_id(row: tuple[object, ...]) -> int:
 class CoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.cfg = CoreSettings(max_items=3, linger_s=0.5, max_in_flight=2,
-                                max_buffered_events=10_000, resend_bound=12, segment_events=3)
-        self.core = DeliveryCore(self.cfg)
-        for p in PARTITIONS:
-            self.core.assign(TOPIC, p)
+        self.configure(3, 2, 3, 12)
         self.owned = {p: Owned() for p in PARTITIONS}
         self.now = 0.0
         self.next_id = 0
@@ -64,6 +66,20 @@ class CoreMachine(RuleBasedStateMachine):
         self.letters: list[tuple[Letter, int]] = []  # with the event id each settles
         self.ended: dict[int, str] = {}  # event id -> accepted | dead-lettered
         self.stale: set[int] = set()  # events of revoked partitions: may never end
+
+    def configure(self, max_items: int, max_in_flight: int, segment: int, bound: int) -> None:
+        self.cfg = CoreSettings(max_items=max_items, linger_s=0.5, max_in_flight=max_in_flight,
+                                max_buffered_events=10_000, resend_bound=bound,
+                                segment_events=segment)
+        self.core = DeliveryCore(self.cfg)
+        for p in PARTITIONS:
+            self.core.assign(TOPIC, p)
+
+    @initialize(max_items=st.integers(1, 4), max_in_flight=st.integers(1, 3),
+                segment=st.integers(2, 3), slack=st.integers(1, 10))
+    def settings(self, max_items: int, max_in_flight: int, segment: int, slack: int) -> None:
+        """Tight budgets too: the bound may leave room for less than one full batch."""
+        self.configure(max_items, max_in_flight, segment, segment + slack)
 
     # --- model helpers ------------------------------------------------------------
 
@@ -264,5 +280,5 @@ class CoreMachine(RuleBasedStateMachine):
         assert self.core.in_flight == len(self.in_flight)
 
 
-CoreMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+CoreMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 test_core_state_machine = CoreMachine.TestCase

@@ -218,3 +218,15 @@ def test_request_bodies_are_gameball_s_shapes_and_take_pre_encoded_metadata() ->
         "body": [{"customerId": "a", "events": {"buy": {"amount": 5}, "visit": {"x": 1}}}]}
     assert orjson.loads(encode_items(batch.items, batch_endpoint=False)) == {
         "customerId": "a", "events": {"buy": {"amount": 5}, "visit": {"x": 1}}}
+
+
+def test_bad_records_are_cut_into_segments_with_the_rows_in_offset_order() -> None:
+    c = core(max_items=5, segment_events=2)
+    letters = c.ingest([Run(T, 0, [row(0, "a"), row(2, "b"), row(3, "c")], failed=[1])], 0.0)
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None
+    assert sorted((s.first, s.end, s.events) for s in batch.counts) == [(0, 2, 2), (2, 4, 2)]
+    c.complete(batch, 0.0)
+    assert c.commits() == [(T, 0, 0)]  # the bad record 1 shares the first segment
+    c.dead_lettered(letters[0])
+    assert c.commits() == [(T, 0, 4)]

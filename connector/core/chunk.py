@@ -44,6 +44,8 @@ def map_chunk(msgs: Sequence[Any], for_topic: Callable[[str], Callable[[Any], An
     failed: list[int] = []
     map_one: Callable[[Any], Any] | None = None
     keep = rows.append
+    start = 0  # records of the current run: len(msgs) - errors, counted once a run
+    seen = 0
     for msg in msgs:
         err = msg.error()
         if err is not None:
@@ -54,11 +56,13 @@ def map_chunk(msgs: Sequence[Any], for_topic: Callable[[str], Callable[[Any], An
             # consumed batches come in runs of one partition: look things up once a run
             if topic is not None:
                 runs.append(Run(topic, partition, rows, skips, failed))
+                consumed[topic] = consumed.get(topic, 0) + seen - start
+            start = seen
             topic, partition = t, p
             rows, skips, failed = [], [], []
             keep = rows.append
             map_one = for_topic(t)
-        consumed[t] = consumed.get(t, 0) + 1
+        seen += 1
         result = map_one(msg)
         kind = result.__class__
         offset = msg.offset()
@@ -79,4 +83,5 @@ def map_chunk(msgs: Sequence[Any], for_topic: Callable[[str], Callable[[Any], An
             out.failures.append((msg, result))
     if topic is not None:
         runs.append(Run(topic, partition, rows, skips, failed))
+        consumed[topic] = consumed.get(topic, 0) + seen - start
     return out

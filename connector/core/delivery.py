@@ -91,8 +91,11 @@ class DeliveryCore:
     def assign(self, topic: str, partition: int) -> None:
         """A newly assigned partition starts fresh (an old state is dropped)."""
         old = self._parts.pop((topic, partition), None)
-        if old is not None:
+        if old is not None:  # assigned again without a revoke: its waiting events go too
             self._forget(old)
+            self.buffered -= self._window.discard({(topic, partition)})
+            if not self._window.ready:
+                self._first_at = None
         self._parts[(topic, partition)] = PartitionState(topic, partition)
 
     def ingest(self, runs: Iterable[Run], now: float) -> list[Letter]:
@@ -204,41 +207,46 @@ class DeliveryCore:
 
     def may_send(self) -> bool:
         """A sender is free and the crash budget allows a batch (normal or unblocking)."""
-        if self.in_flight >= self.settings.max_in_flight:
-            return False
-        return (self._budget() >= min(self._max_items, max(1, self._window.ready))
-                or self._unblocking())
+        return self._plan() is not None
 
-    def _unblocking(self) -> bool:
-        # Only when nothing else can free the budget: nothing in flight.
-        return not self.in_flight and self._window.ready > 0
+    def _plan(self) -> tuple[int, Segment | None, bool] | None:
+        """(events the next batch may carry, the only segment it may take, overrun), or
+        None while no batch may go. Normal batches keep the reserve; with nothing in
+        flight, one batch of the oldest front segment may use it (docs/core.md)."""
+        ready = self._window.ready
+        if not ready or self.in_flight >= self.settings.max_in_flight:
+            return None
+        budget = self._budget()
+        if budget >= min(self._max_items, ready):
+            return budget, None, False
+        if self.in_flight:
+            return None  # a completion will free budget or the head
+        only = self._oldest_front()
+        if only is None:
+            return None
+        budget = self.settings.resend_bound - self.exposure
+        if budget >= 1:
+            return budget, only, False
+        if self._parts_settling():
+            return None  # a confirmation or a dead letter will free budget
+        return 1, only, True
 
     def next_batch(self, now: float, force: bool = False) -> Batch | None:
         """Cut the next request for a free sender (`force`: do not wait for linger)."""
-        window = self._window
-        if not window.ready or self.in_flight >= self.settings.max_in_flight:
-            return None
         if not force:
             due = self.due_in(now)
             if due is None or due > 0:
                 return None
-        budget = self._budget()
-        only: Segment | None = None
-        if budget < min(self._max_items, window.ready):
-            if self.in_flight:
-                return None
-            only = self._oldest_front()
-            if only is None:
-                return None
-            budget = self.settings.resend_bound - self.exposure
-            if budget < 1:
-                if self._parts_settling():
-                    return None  # a confirmation or a dead letter will free budget
-                self.overruns += 1
-                budget = 1
+        plan = self._plan()
+        if plan is None:
+            return None
+        budget, only, overrun = plan
+        window = self._window
         items, counts, taken = window.cut(self._max_items, budget, only)
         if not items:
             return None
+        if overrun:
+            self.overruns += 1
         if not window.ready:
             self._first_at = None
         self.in_flight += 1

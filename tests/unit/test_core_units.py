@@ -174,7 +174,7 @@ def test_a_spent_budget_sends_the_oldest_segment_only_then_waits_for_confirmatio
     assert heads == [[("b", [1])], [("c", [3])]]
     assert c.commits() == [(T, 0, 4)] and c.exposure == 4
     assert c.next_batch(0.0, force=True) is None  # spent: the commit must be confirmed
-    assert c.awaiting_confirmation()
+    assert c.awaiting_confirmation() and not c.may_send() and c.blocked()
     c.confirmed(T, 0, 4)
     assert c.exposure == 0 and not c.awaiting_confirmation()
     last = c.next_batch(0.0, force=True)
@@ -230,3 +230,11 @@ def test_bad_records_are_cut_into_segments_with_the_rows_in_offset_order() -> No
     assert c.commits() == [(T, 0, 0)]  # the bad record 1 shares the first segment
     c.dead_lettered(letters[0])
     assert c.commits() == [(T, 0, 4)]
+
+
+def test_assigning_a_partition_again_drops_its_old_waiting_events() -> None:
+    c = core()
+    c.ingest([Run(T, 0, [row(0, "a"), row(1, "b")])], 0.0)
+    c.assign(T, 0)  # no revoke came first (a lost partition re-assigned)
+    assert c.waiting == 0 and c.buffered == 0 and c.next_batch(0.0, force=True) is None
+    assert c.commits() == []

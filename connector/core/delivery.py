@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from connector.core.partitions import PartitionState
-from connector.core.rows import Batch, Item, Letter, Row, Run, Segment
+from connector.core.rows import Batch, Item, Letter, Run, Segment
+from connector.core.segmenting import last_read, spans
 from connector.core.window import CustomerWindow
 
 _NO_TS = 1 << 62
@@ -99,85 +100,31 @@ class DeliveryCore:
         self._parts[(topic, partition)] = PartitionState(topic, partition)
 
     def ingest(self, runs: Iterable[Run], now: float) -> list[Letter]:
-        """Take one consumed chunk; returns tickets for its `failed` records (the shell
-        dead-letters them and calls `dead_lettered`)."""
+        """Take one consumed chunk; returns tickets for its `failed` records, in offset
+        order (the shell dead-letters them and calls `dead_lettered`)."""
         letters: list[Letter] = []
-        window = self._window
+        add = self._window.add
+        size = self._seg_events
         ready = 0
         for run in runs:
             key = (run.topic, run.partition)
             part = self._parts.get(key)
             if part is None:
                 part = self._parts[key] = PartitionState(run.topic, run.partition)
-            rows, failed = run.rows, run.failed
-            last = -1
-            if rows:
-                last = rows[-1][0]
-            if failed:
-                last = max(last, max(failed))
-            if run.skipped:
-                last = max(last, max(run.skipped))
+            last = last_read(run.rows, run.skipped, run.failed)
             if last < 0:
                 continue
-            if failed:  # rare: bad records interleave with the rows
-                ready += self._ingest_mixed(part, rows, sorted(failed), last, letters)
-            elif rows:
-                size = self._seg_events
-                start, n = 0, len(rows)
-                while start < n:
-                    stop = min(start + size, n)
-                    # a record's events stay in one segment
-                    while stop < n and rows[stop][0] == rows[stop - 1][0]:
-                        stop += 1
-                    end = rows[stop][0] if stop < n else last + 1
-                    chunk = rows[start:stop]
-                    seg = self._segment(part, rows[start][0], end, stop - start)
-                    ready += window.add(seg, chunk)
-                    start = stop
-                self.buffered += n
+            for first, end, rows, failed in spans(run.rows, run.failed, last, size):
+                seg = self._segment(part, first, end, len(rows) + len(failed))
+                if failed:
+                    letters.extend(Letter(seg, o) for o in failed)
+                    self.dead_letters_pending += len(failed)
+                ready += add(seg, rows)
+                self.buffered += len(rows)
             part.next_read = last + 1
         if ready and self._first_at is None:
             self._first_at = now
         return letters
-
-    def _ingest_mixed(self, part: PartitionState, rows: Sequence[Row], failed: list[int],
-                      last: int, letters: list[Letter]) -> int:
-        """Segments over rows and bad records in offset order (a bad record is one event,
-        pending until its letter is acknowledged); returns how many became ready."""
-        size = self._seg_events
-        ready = 0
-        seg_rows: list[Row] = []
-        seg_failed: list[int] = []
-        first = -1
-        i = fi = 0
-        n = len(rows)
-
-        def close(end: int) -> int:
-            seg = self._segment(part, first, end, len(seg_rows) + len(seg_failed))
-            letters.extend(Letter(seg, o) for o in seg_failed)
-            self.dead_letters_pending += len(seg_failed)
-            self.buffered += len(seg_rows)
-            return self._window.add(seg, seg_rows)
-
-        while i < n or fi < len(failed):
-            if fi < len(failed) and (i >= n or failed[fi] < rows[i][0]):
-                offset, unit, bad = failed[fi], [], [failed[fi]]
-                fi += 1
-            else:
-                offset, j = rows[i][0], i + 1
-                while j < n and rows[j][0] == offset:
-                    j += 1
-                unit, bad, i = list(rows[i:j]), [], j
-            held = len(seg_rows) + len(seg_failed)
-            if held and held + len(unit) + len(bad) > size:
-                ready += close(offset)
-                seg_rows, seg_failed = [], []
-            if not seg_rows and not seg_failed:
-                first = offset
-            seg_rows.extend(unit)
-            seg_failed.extend(bad)
-        ready += close(last + 1)
-        return ready
 
     def _segment(self, part: PartitionState, first: int, end: int, events: int) -> Segment:
         self._seq += 1

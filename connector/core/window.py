@@ -11,8 +11,9 @@ crash budget) and may be limited to the events of one segment (the unblocking cu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
-from connector.core.rows import Entry, Item, Segment
+from connector.core.rows import Entry, Item, Row, Segment
 
 
 class CustomerWindow:
@@ -26,13 +27,13 @@ class CustomerWindow:
         self.ready = 0  # waiting events whose customer is not busy
         self.waiting = 0  # all waiting events
 
-    def add(self, seg: Segment, rows: object) -> int:
+    def add(self, seg: Segment, rows: Sequence[Row]) -> int:
         """Queue the rows of one segment; returns how many became ready."""
         queues = self.queues
         busy = self.busy
         ready = 0
         n = 0
-        for row in rows:  # type: ignore[attr-defined]
+        for row in rows:
             cid = row[1]
             queue = queues.get(cid)
             if queue is None:

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from connector.core import Batch, CoreSettings, DeliveryCore, Run, encode_items
+from connector.core.segmenting import spans
 
 T = "orders"
 
@@ -238,3 +239,13 @@ def test_assigning_a_partition_again_drops_its_old_waiting_events() -> None:
     c.assign(T, 0)  # no revoke came first (a lost partition re-assigned)
     assert c.waiting == 0 and c.buffered == 0 and c.next_batch(0.0, force=True) is None
     assert c.commits() == []
+
+
+def test_segments_meet_end_to_first_and_never_split_a_record() -> None:
+    rows = [row(0, "a"), row(2, "b"), row(2, "c"), row(2, "d"), row(5, "e")]
+    cut = [(first, end, [r[0] for r in seg_rows], bad)
+           for first, end, seg_rows, bad in spans(rows, [], 6, 2)]
+    assert cut == [(0, 5, [0, 2, 2, 2], []), (5, 7, [5], [])]  # record 2 kept whole
+    mixed = [(first, end, [r[0] for r in seg_rows], bad)
+             for first, end, seg_rows, bad in spans(rows, [4, 1], 6, 2)]
+    assert mixed == [(0, 2, [0], [1]), (2, 4, [2, 2, 2], []), (4, 7, [5], [4])]

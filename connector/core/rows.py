@@ -1,0 +1,156 @@
+"""Plain data of the core: consumed runs, segments, items, batches, dead-letter tickets.
+
+A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
+payload, timestamp_ms)`, where `payload` is the event's metadata: a dict, or its JSON
+already encoded wrapped in `orjson.Fragment` (copied into the body as bytes). A request
+body is encoded by one `orjson.dumps` call per request.
+A *segment* is a slice of one partition's run: the unit acks are counted in and the
+unit commits move by. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+# (offset, customer_id, event name, metadata dict or orjson.Fragment, timestamp ms or -1)
+Row = tuple[int, str, str, Any, int]
+
+
+class Run(NamedTuple):
+    """What one consume returned for one partition, decoded and mapped by the shell.
+
+    `rows` in read order (a record with several events gives several rows with its
+    offset); `skipped`: offsets of records that produced no event (done at once);
+    `failed`: offsets of records bound for the dead-letter topic (one event each, done
+    when the shell reports the copy acknowledged).
+    """
+
+    topic: str
+    partition: int
+    rows: Sequence[Row]
+    skipped: Sequence[int] = ()
+    failed: Sequence[int] = ()
+
+
+class Segment:
+    """Consecutive records of one partition, acked as a count (`pending` events left).
+
+    `first` is the lowest offset of a record with events, `end` the last offset + 1:
+    while the segment is unfinished no commit passes `first`.
+    """
+
+    __slots__ = ("accepted", "dropped", "end", "events", "first", "partition", "pending", "seq",
+                 "topic")
+
+    def __init__(self, topic: str, partition: int, first: int, end: int, events: int,
+                 seq: int = 0) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.first = first
+        self.end = end
+        self.events = events  # events of the segment's records, rows and failed ones
+        self.pending = events  # not yet accepted nor dead-lettered
+        self.accepted = 0  # accepted by Gameball: what a crash would send again
+        self.dropped = False  # its partition was revoked: late acks are ignored
+        self.seq = seq  # ingest order across partitions: lower was read earlier
+
+    def __repr__(self) -> str:
+        return (f"Segment({self.topic}[{self.partition}]@{self.first}-{self.end}, "
+                f"{self.pending}/{self.events})")
+
+
+# One waiting or sent event: its segment (for the ack count) and its row.
+Entry = tuple[Segment, Row]
+
+
+class Item:
+    """One object of a batch request: one customer, events of distinct names."""
+
+    __slots__ = ("customer_id", "entries")
+
+    def __init__(self, customer_id: str, entries: list[Entry]) -> None:
+        self.customer_id = customer_id
+        self.entries = entries
+
+    @property
+    def names(self) -> list[str]:
+        return [row[2] for _seg, row in self.entries]
+
+    def refs(self) -> list[tuple[str, int, int, str]]:
+        """(topic, partition, offset, event name) of each event: all that job tracking
+        and dead-lettering need to find the record again (no metadata, no message)."""
+        return [(seg.topic, seg.partition, row[0], row[2]) for seg, row in self.entries]
+
+    def body(self) -> dict[str, Any]:
+        """The item as Gameball takes it (`customerId`, `events` by name)."""
+        entries = self.entries
+        if len(entries) == 1:  # the common item: no comprehension frame
+            row = entries[0][1]
+            return {"customerId": self.customer_id, "events": {row[2]: row[3]}}
+        return {"customerId": self.customer_id,
+                "events": {row[2]: row[3] for _seg, row in entries}}
+
+    def __repr__(self) -> str:
+        return f"Item({self.customer_id!r}, {self.names!r})"
+
+
+def encode_items(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+    """A request body, one `orjson.dumps` call: `{"body":[items]}` for the batch-job
+    endpoint, else the one item (Send Events). The sender calls it once per request
+    (again only for the halves of a split or bisected batch)."""
+    if not batch_endpoint:
+        (item,) = items
+        return orjson.dumps(item.body())
+    return orjson.dumps({"body": [item.body() for item in items]})
+
+
+class Batch:
+    """Items of one request and how many events of each segment they hold."""
+
+    __slots__ = ("counts", "events", "items")
+
+    def __init__(self, items: list[Item], counts: dict[Segment, int], events: int) -> None:
+        self.items = items
+        self.counts = counts  # segment -> events of it in this batch: the ack is per segment
+        self.events = events
+
+    def body(self) -> bytes:
+        return encode_items(self.items)
+
+    def customers(self) -> list[str]:
+        return [item.customer_id for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Letter:
+    """A dead-letter ticket: which record to copy (topic, partition, offset), and who.
+
+    The shell copies the record's original bytes (kept or re-read by offset) and calls
+    `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy.
+    """
+
+    __slots__ = ("cause", "customer_id", "name", "offset", "segment")
+
+    def __init__(self, segment: Segment, offset: int, customer_id: str | None = None,
+                 name: str | None = None, cause: object = None) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.customer_id = customer_id
+        self.name = name
+        self.cause = cause  # what the shell passed with the rejected item (its Answer)
+
+    @property
+    def topic(self) -> str:
+        return self.segment.topic
+
+    @property
+    def partition(self) -> int:
+        return self.segment.partition
+
+    def __repr__(self) -> str:
+        return f"Letter({self.topic}[{self.partition}]@{self.offset}, {self.name!r})"

@@ -173,15 +173,22 @@ class Source:
                     break
         return total
 
-    def close(self, timeout: float) -> bool:
-        """Close the consumer (the final revoke callback runs in here, then the group
-        leave); False when that took longer than `timeout`. A close can hang on a group
-        coordinator stuck in a rebalance (seen with tansu): the caller has committed
-        already and exits anyway; the group reassigns after the session timeout."""
+    def close(self, timeout: float, before: Callable[[], None] | None = None) -> bool:
+        """Run `before` (the final commit), then close the consumer (the final revoke
+        callback runs in here, then the group leave), on a thread of their own; False when
+        that took longer than `timeout`. A close can hang on a group coordinator stuck in
+        a rebalance (seen with tansu), a commit on a broker that does not answer: the
+        caller exits anyway; the group reassigns after the session timeout."""
         consumer = self._consumer
         if consumer is None:
             return True
-        closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+
+        def closing() -> None:
+            if before is not None:
+                before()
+            consumer.close()
+
+        closer = threading.Thread(target=closing, name="consumer-close", daemon=True)
         closer.start()
         closer.join(timeout)
         # Only now: the revoke callback inside close() still commits through `consumer`.

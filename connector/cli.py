@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from connector.pipeline import Pipeline
     from connector.shutdown import ShutdownBudget, flush_and_exit
     from connector.telemetry import Health, Metrics, TelemetryServer
+    from connector.telemetry_http import raise_open_file_limit
 
     try:
         settings, mapper = load_checked(args.config)
@@ -87,7 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics.enabled:
         port = args.metrics_port if args.metrics_port is not None else settings.metrics.port
-        server = TelemetryServer(settings.metrics.host, port, health, metrics).start()
+        raise_open_file_limit()
+        server = TelemetryServer(
+            settings.metrics.host, port, health, metrics,
+            settings.metrics.connection_timeout_seconds, settings.metrics.max_connections,
+        ).start()
         log.info(
             "metrics and health served",
             extra={"address": f"http://{settings.metrics.host}:{server.port}/metrics"},

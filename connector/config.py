@@ -151,6 +151,10 @@ class MetricsSettings(_Model):
     port: int = Field(default=9464, ge=0, le=65535, description="0: the OS picks a free port")
     # /healthz fails when the poll loop has not run for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Each connection must send a whole request within this, and is closed when idle
+    # this long; past max_connections the longest-idle one makes room (docs/metrics.md).
+    connection_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=128, ge=1)
 
 
 class LoggingSettings(_Model):

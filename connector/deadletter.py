@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from connector.config import Settings
+from connector.logs import librdkafka_logger
 from connector.records import RecordLike
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class DeadLetters:
         )
         conf.update(settings.dead_letter.properties)
         conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 20})
+        conf["logger"] = librdkafka_logger()  # JSON and masked, not raw stderr
         self._producer = Producer(conf)
 
     def send(

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.config import Settings
+from connector.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Source:
             conf["error_cb"] = self._on_error
         if self._on_commit is not None:
             conf["on_commit"] = self._on_commit
+        conf["logger"] = librdkafka_logger()  # JSON and masked, not raw stderr
         self._consumer = Consumer(conf)
         self._consumer.subscribe(
             self._settings.subscription(),

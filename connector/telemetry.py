@@ -6,16 +6,15 @@ in the Helm chart use them (docs/metrics.md describes each one).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
 from connector.jobs import JOB_OUTCOMES
+from connector.telemetry_http import HttpServer
 
 P = "gameball_connector_"
 
@@ -165,45 +164,41 @@ class Health:
 
 
 class TelemetryServer:
-    """Serves /metrics, /healthz and /readyz on a daemon thread."""
+    """Serves /metrics, /healthz and /readyz (connector/telemetry_http.py: the HTTP side,
+    hardened against idle, slow and vanishing clients)."""
 
-    def __init__(self, host: str, port: int, health: Health, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Health,
+        metrics: Metrics,
+        timeout: float = 10.0,
+        max_connections: int = 128,
+    ) -> None:
         registry = metrics.registry
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    ok, _ = health.ready()
-                    metrics.ready.set(1 if ok else 0)
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    ok, why = health.live() if path == "/healthz" else health.ready()
-                    self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+        def route(path: str) -> tuple[int, bytes, str]:
+            if path == "/metrics":
+                ok, _ = health.ready()
+                metrics.ready.set(1 if ok else 0)
+                return 200, generate_latest(registry), CONTENT_TYPE_LATEST
+            if path in ("/healthz", "/readyz"):
+                ok, why = health.live() if path == "/healthz" else health.ready()
+                return (200 if ok else 503), (why + "\n").encode(), "text/plain"
+            return 404, b"not found\n", "text/plain"
 
-            def _send(self, status: int, body: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        self._server = HttpServer(host, port, route, timeout, max_connections)
+        self.port = self._server.port
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # scrapes every few seconds are not news
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="telemetry", daemon=True
-        )
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return self._server.connections
 
     def start(self) -> TelemetryServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -76,7 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Signals go to one thread that waits for them, never to the loop: a loop blocked
     # inside librdkafka would not run a handler, and the shutdown bound must start anyway.
-    budget = ShutdownBudget(settings.shutdown.drain_seconds, settings.shutdown.close_seconds)
+    budget = ShutdownBudget(
+        settings.shutdown.drain_seconds, settings.shutdown.close_seconds, watchdog=True
+    )
     watch_signals(budget)
 
     registry = CollectorRegistry()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 SLACK_S = 2.0  # the bound is drain + close + this
 ABANDON_S = 0.5  # after the drain: senders in a backoff or rate-limit wait give up
 WATCHDOG_S = 1.5  # after drain + close: exit whatever is still running
+KERNEL_S = 1.9  # after drain + close: the kernel's SIGALRM ends a process no thread can run in
 JOBS_SHARE = 0.2  # of close_seconds, at most JOBS_MAX_S: job tracker's last polls
 JOBS_MAX_S = 2.0
 DEAD_LETTER_SHARE = 0.4  # of close_seconds, at most DEAD_LETTER_MAX_S: last dead-letter acks
@@ -42,12 +44,16 @@ class ShutdownBudget:
         close_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         exit_hard: Callable[[int], None] | None = None,
+        alarm: Callable[[float], None] | None = None,
+        watchdog: bool = False,
     ) -> None:
         self.drain_seconds = drain_seconds
         self.close_seconds = close_seconds
         self.stop = threading.Event()
         self._clock = clock
         self._exit_hard = exit_hard or flush_and_exit
+        self._alarm = alarm or _kernel_alarm
+        self._watchdog = watchdog  # the CLI's budget: enforce the bound on the process
         self._lock = threading.Lock()
         self._began: float | None = None
         self._done = threading.Event()
@@ -57,20 +63,26 @@ class ShutdownBudget:
         """Seconds from `begin` to the process's exit, at most."""
         return self.drain_seconds + self.close_seconds + SLACK_S
 
-    def begin(self, watchdog: bool = True) -> bool:
+    def begin(self) -> bool:
         """Start the clock (and the watchdog) and set `stop`; False if already begun."""
         with self._lock:
             if self._began is not None:
                 return False
             self._began = self._clock()
         self.stop.set()
-        if watchdog:
+        if self._watchdog:
+            # A thread inside a C call that holds the GIL (seen: confluent-kafka's rebalance
+            # callback during close) stops every Python thread, the watchdog's too: the
+            # kernel's alarm, whose default action ends the process, does not need one.
+            self._alarm(self.drain_seconds + self.close_seconds + KERNEL_S)
             threading.Thread(target=self._watch, name="shutdown-watchdog", daemon=True).start()
         return True
 
     def finished(self) -> None:
-        """The process is about to exit on its own: the watchdog stands down."""
+        """The process is about to exit on its own: the watchdog and the alarm stand down."""
         self._done.set()
+        if self._began is not None and self._watchdog:
+            self._alarm(0)
 
     def _start(self) -> float:
         if self._began is None:
@@ -117,6 +129,11 @@ class ShutdownBudget:
             extra={"bound_seconds": self.bound, "threads": thread_stacks()},
         )
         self._exit_hard(EXIT_WATCHDOG)
+
+
+def _kernel_alarm(seconds: float) -> None:
+    """SIGALRM after `seconds` (0 cancels); nothing handles it, so it ends the process."""
+    signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
 def flush_and_exit(code: int) -> None:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from connector.shutdown import ABANDON_S, SLACK_S, WATCHDOG_S, ShutdownBudget
+from connector.shutdown import ABANDON_S, KERNEL_S, SLACK_S, WATCHDOG_S, ShutdownBudget
 from tests.support import wait_until
 
 
@@ -24,8 +24,8 @@ def test_the_phases_fit_inside_drain_plus_close_plus_two_seconds() -> None:
     budget = ShutdownBudget(20, 10, clock=clock)
     assert budget.bound == 20 + 10 + SLACK_S
     assert not budget.stop.is_set() and not budget.drain_over()
-    assert budget.begin(watchdog=False)
-    assert not budget.begin(watchdog=False)  # a second signal changes nothing
+    assert budget.begin()
+    assert not budget.begin()  # a second signal changes nothing
     assert budget.stop.is_set()
     assert budget.drain_deadline() == 120
     clock.now = 119.9
@@ -60,11 +60,15 @@ def test_the_watchdog_exits_at_the_bound_and_names_what_was_stuck(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     codes: list[int] = []
-    budget = ShutdownBudget(0.1, 0.2, exit_hard=codes.append)
+    alarms: list[float] = []
+    budget = ShutdownBudget(0.1, 0.2, exit_hard=codes.append, alarm=alarms.append,
+                            watchdog=True)
     with caplog.at_level(logging.CRITICAL, logger="connector.shutdown"):
         budget.begin()
         wait_until(lambda: codes, 0.1 + 0.2 + WATCHDOG_S + 2, "the watchdog's exit")
     assert codes == [1]
+    assert alarms == [pytest.approx(0.1 + 0.2 + KERNEL_S)]  # the kernel's backstop, later
+    assert WATCHDOG_S < KERNEL_S < SLACK_S
     (record,) = [r for r in caplog.records if r.msg.startswith("shutdown bound reached")]
     stacks = record.threads  # type: ignore[attr-defined]
     assert "shutdown-watchdog" in stacks and "MainThread" in stacks
@@ -73,9 +77,12 @@ def test_the_watchdog_exits_at_the_bound_and_names_what_was_stuck(
 
 def test_the_watchdog_stands_down_when_the_process_exits_by_itself() -> None:
     codes: list[int] = []
-    budget = ShutdownBudget(0.0, 0.05, exit_hard=codes.append)
+    alarms: list[float] = []
+    budget = ShutdownBudget(0.0, 0.05, exit_hard=codes.append, alarm=alarms.append,
+                            watchdog=True)
     budget.begin()
     budget.finished()
     with pytest.raises(AssertionError):
         wait_until(lambda: codes, WATCHDOG_S + 0.5, "no exit")
     assert codes == []
+    assert alarms == [pytest.approx(0.05 + KERNEL_S), 0]  # armed, then cancelled

@@ -86,7 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # process_cpu_seconds_total and process_resident_memory_bytes: what sizing a replica
     # needs (docs/deployment.md); read from /proc, so Linux only.
     ProcessCollector(registry=registry)
-    health = Health(settings.metrics.liveness_timeout_seconds)
+    health = Health(
+        settings.metrics.liveness_timeout_seconds,
+        retrying_timeout=settings.metrics.not_ready_after_retrying_seconds,
+    )
     server = None
     if settings.metrics.enabled:
         port = args.metrics_port if args.metrics_port is not None else settings.metrics.port

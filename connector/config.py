@@ -155,6 +155,9 @@ class MetricsSettings(_Model):
     # this long; past max_connections the longest-idle one makes room (docs/metrics.md).
     connection_timeout_seconds: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=128, ge=1)
+    # /readyz fails once Gameball has answered only retryable failures (no answer, 408,
+    # 429, 5xx) for this long; 0 turns the check off.
+    not_ready_after_retrying_seconds: float = Field(default=60.0, ge=0)
 
 
 class LoggingSettings(_Model):

@@ -94,9 +94,13 @@ class _SenderHooks:
         child.inc()
         self._m.request_duration.labels(self._endpoint).observe(seconds)
         self._m.batch_items.observe(items)
+        if status is not None and status < 500 and status not in (408, 429):
+            self._health.gameball_answered()  # 422/2001 too: retried, yet Gameball is up
 
     def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
         self._m.retries.labels(self._endpoint, reason).inc()
+        if reason != "concurrent_customer":
+            self._health.gameball_retrying()
         self._retry_log.warn(reason, "retrying Gameball requests", reason=reason,
                              answer=answer.describe())
 

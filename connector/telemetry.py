@@ -131,7 +131,10 @@ class Health:
     """Liveness and readiness, updated by the pipeline, read by the HTTP server."""
 
     def __init__(
-        self, liveness_timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        liveness_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        retrying_timeout: float = 0.0,
     ) -> None:
         self._timeout = liveness_timeout
         self._clock = clock
@@ -140,10 +143,23 @@ class Health:
         self.broker_reachable = True
         self.auth_failing = False
         self.stopping = False
+        # Not ready once Gameball has answered only retryable failures this long (0: off).
+        self._retrying_timeout = retrying_timeout
+        self._retrying_since: float | None = None
 
     def beat(self) -> None:
         """Called by the poll loop on every turn."""
         self._beat = self._clock()
+
+    def gameball_answered(self) -> None:
+        """Sender threads: Gameball took or judged a request (anything but a retryable
+        failure): it is delivering."""
+        self._retrying_since = None
+
+    def gameball_retrying(self) -> None:
+        """Sender threads: a retryable failure (no answer, 408, 429, 5xx)."""
+        if self._retrying_since is None:
+            self._retrying_since = self._clock()
 
     def live(self) -> tuple[bool, str]:
         age = self._clock() - self._beat
@@ -158,6 +174,11 @@ class Health:
             return False, "shutting down"
         if self.auth_failing:
             return False, "Gameball rejects the credentials"
+        since = self._retrying_since
+        if self._retrying_timeout and since is not None:
+            age = self._clock() - since
+            if age > self._retrying_timeout:
+                return False, f"Gameball has answered only retryable failures for {age:.0f}s"
         if not self.broker_reachable:
             return False, "no Kafka broker reachable"
         return True, "ok"

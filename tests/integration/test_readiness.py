@@ -48,7 +48,7 @@ def test_readiness_is_false_while_gameball_answers_only_retryable_failures(
             port = proc.metrics_port()
             wait_until(lambda: readyz(port)[0] == 200, 20, "ready once in the group")
             ends = produce(broker.bootstrap, topic, orders(200, customers=50))
-            status, why = wait_until(lambda: (r := readyz(port))[0] == 503 and r, 20,
+            _status, why = wait_until(lambda: (r := readyz(port))[0] == 503 and r, 20,
                                      "not ready while Gameball answers 503")
             assert re.fullmatch(r"Gameball has answered only retryable failures for \d+s\n", why)
             assert committed(broker.bootstrap, group, topic, 1)[0] <= 0  # none past record 0

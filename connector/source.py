@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "fetch.wait.max.ms": 100,
     "statistics.interval.ms": 5000,
     "partition.assignment.strategy": "cooperative-sticky",
+    # librdkafka's 5 minutes: a topic created after start (a pattern's new match, a named
+    # topic that did not exist yet) waited that long to be read (docs/configuration.md).
+    "topic.metadata.refresh.interval.ms": 30000,
 }
 # What the commit protocol needs; user properties cannot change these.
 REQUIRED: dict[str, Any] = {

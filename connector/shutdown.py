@@ -9,9 +9,9 @@ with `os._exit(1)`. The split is in docs/delivery.md ("Shutdown budget").
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SLACK_S = 2.0  # the bound is drain + close + this
 ABANDON_S = 0.5  # after the drain: senders in a backoff or rate-limit wait give up
 WATCHDOG_S = 1.5  # after drain + close: exit whatever is still running
-KERNEL_S = 1.9  # after drain + close: the kernel's SIGALRM ends a process no thread can run in
+HARD_S = 1.9  # after drain + close: faulthandler's C thread ends a process no thread can run in
 JOBS_SHARE = 0.2  # of close_seconds, at most JOBS_MAX_S: job tracker's last polls
 JOBS_MAX_S = 2.0
 DEAD_LETTER_SHARE = 0.4  # of close_seconds, at most DEAD_LETTER_MAX_S: last dead-letter acks
@@ -52,7 +52,7 @@ class ShutdownBudget:
         self.stop = threading.Event()
         self._clock = clock
         self._exit_hard = exit_hard or flush_and_exit
-        self._alarm = alarm or _kernel_alarm
+        self._alarm = alarm or _hard_exit_later
         self._watchdog = watchdog  # the CLI's budget: enforce the bound on the process
         self._lock = threading.Lock()
         self._began: float | None = None
@@ -72,9 +72,9 @@ class ShutdownBudget:
         self.stop.set()
         if self._watchdog:
             # A thread inside a C call that holds the GIL (seen: confluent-kafka's rebalance
-            # callback during close) stops every Python thread, the watchdog's too: the
-            # kernel's alarm, whose default action ends the process, does not need one.
-            self._alarm(self.drain_seconds + self.close_seconds + KERNEL_S)
+            # callback during close) stops every Python thread, the watchdog's too;
+            # faulthandler's timer is a C thread that needs no GIL (docs/delivery.md).
+            self._alarm(self.drain_seconds + self.close_seconds + HARD_S)
             threading.Thread(target=self._watch, name="shutdown-watchdog", daemon=True).start()
         return True
 
@@ -82,7 +82,7 @@ class ShutdownBudget:
         """The process is about to exit on its own: the watchdog and the alarm stand down."""
         self._done.set()
         if self._began is not None and self._watchdog:
-            self._alarm(0)
+            faulthandler.cancel_dump_traceback_later()
 
     def _start(self) -> float:
         if self._began is None:
@@ -131,9 +131,10 @@ class ShutdownBudget:
         self._exit_hard(EXIT_WATCHDOG)
 
 
-def _kernel_alarm(seconds: float) -> None:
-    """SIGALRM after `seconds` (0 cancels); nothing handles it, so it ends the process."""
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def _hard_exit_later(seconds: float) -> None:
+    """After `seconds`, faulthandler writes every thread's stack to stderr (raw text: no
+    Python code can run then) and calls _exit(1), from a C thread."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
 
 
 def flush_and_exit(code: int) -> None:

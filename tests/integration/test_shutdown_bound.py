@@ -7,6 +7,8 @@ copy can finish. Nothing unfinished may be committed."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
-from connector.shutdown import SLACK_S
+from connector.shutdown import HARD_S, SLACK_S
 from tests.support import (
     ConnectorProcess,
     committed,
@@ -87,3 +89,26 @@ def test_sigterm_with_gameball_stalled_and_dead_letters_down_exits_within_the_bo
             assert committed(broker.bootstrap, group, topic, 1)[0] == ends[0]
     finally:
         dead_letter_broker.stop()
+
+
+FROZEN = """
+import re, sys
+from connector.shutdown import ShutdownBudget
+budget = ShutdownBudget(0.5, 0.5, watchdog=True)
+budget.begin()
+print("frozen", flush=True)
+re.match(r"(a+)+b", "a" * 64)  # backtracks for hours inside C, holding the GIL
+"""
+
+
+def test_the_bound_holds_even_when_no_python_thread_can_run() -> None:
+    """What froze a replica in the replicas test (docs/delivery.md, "Shutdown budget"): a
+    C call that holds the GIL. The watchdog thread cannot run; faulthandler's can."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", FROZEN], capture_output=True, text=True,
+                          timeout=30)
+    took = time.monotonic() - started
+    assert proc.stdout == "frozen\n"
+    assert proc.returncode == 1
+    assert 0.5 + 0.5 + HARD_S <= took < 0.5 + 0.5 + SLACK_S + 1.0  # + the interpreter's start
+    assert "Timeout (0:00:02.900000)!" in proc.stderr and 'File "<string>", line 7' in proc.stderr

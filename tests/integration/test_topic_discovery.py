@@ -26,8 +26,9 @@ def test_a_topic_created_after_start_is_read_within_the_refresh_interval(
     prefix = unique("late")
     first, late = f"{prefix}-first", f"{prefix}-late"
     broker.create_topics([first], partitions=1)
-    route = {"topic_pattern": f"^{prefix}-.*", "when": "type == 'order_placed'", "customer_id": "customer.id",
-             "event": "place_order", "metadata": {"order_id": "id"}}
+    route = {"topic_pattern": f"^{prefix}-.*", "when": "type == 'order_placed'",
+             "customer_id": "customer.id", "event": "place_order",
+             "metadata": {"order_id": "id"}}
     if how == "pattern":
         kafka = {"topics": [], "topic_pattern": f"^{prefix}-.*"}
     else:

@@ -48,10 +48,12 @@ def owned(proc: ConnectorProcess) -> set[int]:
     """The partitions a replica owns, from its assign and revoke log lines."""
     mine: set[int] = set()
     for e in proc.logs():
-        parts = {int(p.rsplit("[", 1)[1].rstrip("]")) for p in e.get("partitions") or []}
-        if e.get("msg") == "partitions assigned":
+        if e.get("msg") not in ("partitions assigned", "partitions revoked"):
+            continue
+        parts = {int(p.rsplit("[", 1)[1].rstrip("]")) for p in e["partitions"]}
+        if e["msg"] == "partitions assigned":
             mine |= parts
-        elif e.get("msg") == "partitions revoked":
+        else:
             mine -= parts
     return mine
 

@@ -87,6 +87,11 @@ def test_sigterm_with_gameball_stalled_and_dead_letters_down_exits_within_the_bo
             assert stopped["drained"] is False
             # Neither the bad record (its copy unacknowledged) nor anything after it.
             assert committed(broker.bootstrap, group, topic, 1)[0] == ends[0]
+            # librdkafka's complaints about the dead broker came through the logging setup:
+            # JSON lines like every other (logger=), nothing raw on stderr.
+            assert any(e.get("logger") == "librdkafka" and "Connection refused" in e["msg"]
+                       for e in logs)
+            assert all(line.startswith("{") for line in proc.text().splitlines() if line)
     finally:
         dead_letter_broker.stop()
 

@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from connector import __version__
@@ -26,6 +25,9 @@ from connector.records import ConfigError
 
 if TYPE_CHECKING:
     from connector.config import Settings
+
+if TYPE_CHECKING:
+    from connector.shutdown import ShutdownBudget
 
 log = logging.getLogger("connector")
 
@@ -108,7 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from connector.gameball import GameballClient
     from connector.logs import setup_logging
     from connector.pipeline import Pipeline
+    from connector.shutdown import ShutdownBudget, flush_and_exit
     from connector.telemetry import Health, Metrics, TelemetryServer
+    from connector.telemetry_http import raise_open_file_limit
 
     try:
         settings, mapper = load_checked(args.config)
@@ -117,29 +121,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(settings.logging.level, settings.logging.format, settings.secret_values())
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        log.info(
-            "stopping: draining in-flight requests", extra={"signal": signal.Signals(signum).name}
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Signals go to one thread that waits for them, never to the loop: a loop blocked
+    # inside librdkafka would not run a handler, and the shutdown bound must start anyway.
+    budget = ShutdownBudget(
+        settings.shutdown.drain_seconds, settings.shutdown.close_seconds, watchdog=True
+    )
+    watch_signals(budget)
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     # process_cpu_seconds_total and process_resident_memory_bytes: what sizing a replica
     # needs (docs/deployment.md); read from /proc, so Linux only.
     ProcessCollector(registry=registry)
-    health = Health(settings.metrics.liveness_timeout_seconds)
+    health = Health(
+        settings.metrics.liveness_timeout_seconds,
+        retrying_timeout=settings.metrics.not_ready_after_retrying_seconds,
+    )
     server = None
     if settings.metrics.enabled:
         port = args.metrics_port if args.metrics_port is not None else settings.metrics.port
-        server = TelemetryServer(settings.metrics.host, port, health, metrics).start()
+        raise_open_file_limit()
+        server = TelemetryServer(
+            settings.metrics.host, port, health, metrics,
+            settings.metrics.connection_timeout_seconds, settings.metrics.max_connections,
+        ).start()
         log.info(
             "metrics and health served",
             extra={"address": f"http://{settings.metrics.host}:{server.port}/metrics"},
@@ -169,22 +174,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     gc.disable()
+    code = EXIT_OK
     try:
-        pipeline.run(stop)
+        pipeline.run(budget.stop, budget)
     except Exception:
         log.exception("connector failed")
-        return EXIT_FAILED
+        code = EXIT_FAILED
     finally:
         if server is not None:
             server.stop()
-    if not pipeline.closed:
-        # A thread is stuck in librdkafka's close; a normal exit would wait for it
-        # (and destroy the consumer under it). Offsets are committed: leave now.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_OK)
-    return EXIT_OK
+    # Leave without the interpreter's exit: it would join a sender thread still inside
+    # an HTTP read and destroy librdkafka clients that may block (a stuck close, a
+    # dead-letter broker gone). Offsets are committed; logs are flushed here.
+    budget.finished()
+    flush_and_exit(code)
+    return code  # not reached
+
+
+def watch_signals(budget: ShutdownBudget) -> None:
+    """SIGTERM/SIGINT start `budget` from a thread of their own (called by `cmd_run` before
+    any other thread exists, so that every later thread inherits the blocked mask)."""
+    wanted = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+
+    def wait() -> None:
+        while True:
+            signum = signal.sigwait(wanted)
+            if budget.begin():
+                log.info(
+                    "stopping: draining in-flight requests",
+                    extra={"signal": signal.Signals(signum).name,
+                           "bound_seconds": budget.bound},
+                )
+
+    threading.Thread(target=wait, name="signals", daemon=True).start()
 
 
 # Subcommands living in their own module: name -> (help, module with

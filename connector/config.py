@@ -207,6 +207,13 @@ class MetricsSettings(_Model):
     port: int = Field(default=9464, ge=0, le=65535, description="0: the OS picks a free port")
     # /healthz fails when the poll loop has not run for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Each connection must send a whole request within this, and is closed when idle
+    # this long; past max_connections the longest-idle one makes room (docs/metrics.md).
+    connection_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=128, ge=1)
+    # /readyz fails once Gameball has answered only retryable failures (no answer, 408,
+    # 429, 5xx) for this long; 0 turns the check off.
+    not_ready_after_retrying_seconds: float = Field(default=60.0, ge=0)
 
 
 class LoggingSettings(_Model):

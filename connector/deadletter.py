@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.config import Settings
-from connector.logs import RateLimitedLog
+from connector.logs import RateLimitedLog, librdkafka_logger
 from connector.records import ConfigError, RecordLike
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ class DeadLetters:
         )
         conf.update(s.properties)
         conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 20})
+        conf["logger"] = librdkafka_logger()  # JSON and masked, not raw stderr
         self._conf = conf
         self.max_bytes = int(conf.get("message.max.bytes", DEFAULT_MAX_BYTES))
         self._make_producer = make_producer

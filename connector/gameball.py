@@ -188,6 +188,9 @@ class GameballClient:
         # connector runs server-side, so the secret is exposed to no one.
         if settings.secret_key is not None:
             self._headers["secretkey"] = settings.secret_key.get_secret_value()
+        self._connect_timeout = settings.connect_timeout_seconds
+        self._read_timeout = settings.timeout_seconds
+        self._deadline: float | None = None
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=pool_size,
@@ -197,6 +200,11 @@ class GameballClient:
                 connect=settings.connect_timeout_seconds, read=settings.timeout_seconds
             ),
         )
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """At shutdown (the pipeline): no request waits past `deadline` (monotonic), and
+        none starts after it. None: the configured timeouts only."""
+        self._deadline = deadline
 
     def send(self, body: bytes) -> Answer:
         """POST one request to the configured endpoint. Never raises for network trouble."""
@@ -219,8 +227,18 @@ class GameballClient:
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> Answer:
+        url = self._base + path
         try:
-            resp = self._pool.request(method, self._base + path, body=body, headers=headers)
+            if self._deadline is None:
+                resp = self._pool.request(method, url, body=body, headers=headers)
+            else:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    return Answer(None, error="not sent: shutting down", maybe_sent=False)
+                timeout = urllib3.Timeout(
+                    connect=min(self._connect_timeout, left), read=min(self._read_timeout, left)
+                )
+                resp = self._pool.request(method, url, body=body, headers=headers, timeout=timeout)
         except (ConnectTimeoutError, NewConnectionError) as exc:
             return Answer(None, error=_safe(exc), maybe_sent=False)
         except ReadTimeoutError:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -180,6 +181,32 @@ def setup_logging(
     root.setLevel(numeric)
     # Warnings from libraries (urllib3, pydantic) go through the same handler.
     logging.captureWarnings(True)
+    # So do uncaught exceptions, in the main thread or any other: one JSON line each,
+    # masked, never a raw traceback on stderr.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    logging.getLogger("connector").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    logging.getLogger("connector").error(
+        "uncaught exception in a thread",
+        extra={"thread_name": args.thread.name if args.thread is not None else None},
+        exc_info=args.exc_value,
+    )
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger the confluent-kafka clients are given (`logger=`): librdkafka's lines
+    then go through the connector's handler (JSON, secrets masked) instead of stderr."""
+    return logging.getLogger("librdkafka")
 
 
 class RateLimitedLog:

@@ -42,6 +42,7 @@ from connector.ratelimit import RateLimiter, Window
 from connector.records import Batch, Event, RecordError, RecordLike, RegistryUnavailable, Skip
 from connector.registry_outage import RegistryOutage
 from connector.sender import Delivery, Sender
+from connector.shutdown import ABANDON_S, ShutdownBudget
 from connector.source import Partitions, Source
 from connector.telemetry import Health, Metrics
 from connector.window import Windower
@@ -95,9 +96,13 @@ class _SenderHooks:
         child.inc()
         self._m.request_duration.labels(self._endpoint).observe(seconds)
         self._m.batch_items.observe(items)
+        if status is not None and status < 500 and status not in (408, 429):
+            self._health.gameball_answered()  # 422/2001 too: retried, yet Gameball is up
 
     def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
         self._m.retries.labels(self._endpoint, reason).inc()
+        if reason != "concurrent_customer":
+            self._health.gameball_retrying()
         self._retry_log.warn(reason, "retrying Gameball requests", reason=reason,
                              answer=answer.describe())
 
@@ -168,6 +173,9 @@ class Pipeline:
             else None
         )
         self._abandon = threading.Event()
+        self._budget = ShutdownBudget(
+            settings.shutdown.drain_seconds, settings.shutdown.close_seconds
+        )
         self._hooks = _SenderHooks(metrics, health, self._endpoint)
         self._sender = Sender(
             client,
@@ -227,8 +235,11 @@ class Pipeline:
 
     # --- the loop ---------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set, then drain and commit. Raises only on start-up."""
+    def run(self, stop: threading.Event, budget: ShutdownBudget | None = None) -> None:
+        """Consume until `stop` is set, then drain and commit within `budget` (the CLI's,
+        begun by its signal thread; else one from the settings). Raises only on start-up."""
+        if budget is not None:
+            self._budget = budget
         self._source.open()
         self._refresh_total_partitions()
         self._health.started = True
@@ -650,9 +661,12 @@ class Pipeline:
         halted = self._bad.halted
         if not lost:
             if not self._health.stopping:  # shutdown has drained already, bounded once
+                # A SIGTERM during this drain ends it with the shutdown's drain time.
+                budget = self._budget
                 self._drain(
-                    lambda: all(w.outstanding() == 0 for w in left
-                                if (w.topic, w.partition) not in halted),
+                    lambda: budget.drain_over() or all(
+                        w.outstanding() == 0 for w in left if (w.topic, w.partition) not in halted
+                    ),
                     self._s.shutdown.drain_seconds,
                 )
             self._commit(asynchronous=False, only=parts)
@@ -736,9 +750,15 @@ class Pipeline:
         return True
 
     def _shutdown(self) -> None:
+        """Drain, abandon, close: each phase ends by its deadline in `self._budget`
+        (docs/delivery.md, "Shutdown budget")."""
         self._health.stopping = True
+        budget = self._budget
+        budget.begin()  # already begun by the signal; else (a failure) from now
+        # Requests sent from now on wait for an answer until the drain is over, no longer.
+        self._client.set_deadline(budget.drain_deadline())
         # While Gameball refuses the credentials nothing in flight can finish: do not wait.
-        drain = 0.0 if self._health.auth_failing else self._s.shutdown.drain_seconds
+        drain = 0.0 if self._health.auth_failing else budget.left(budget.drain_deadline())
         drained = self._drain(
             lambda: self._inflight == 0 and self._window.is_empty() and self._bad.pending == 0,
             drain,
@@ -749,18 +769,23 @@ class Pipeline:
                 extra={"inflight": self._inflight, "buffered": self._window.buffered},
             )
             self._abandon.set()
-            self._drain(lambda: self._inflight == 0, 5.0, send=False)
+            self._drain(lambda: self._inflight == 0, ABANDON_S, send=False)
+            self._left_in_flight()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        closing = budget.close_phase()
+        self._client.set_deadline(closing)
         if self._jobs is not None:
-            self._jobs.close(2.0)
+            self._jobs.close(budget.jobs_wait(closing))
             self._dead_letter_job_failures()  # found by the last polls: flushed below
-        left = self._bad.flush(5.0)
+        left = self._bad.flush(budget.dead_letter_wait(closing))
         if left:
             log.error("dead-letter copies not acknowledged", extra={"records": left})
         self._collect()
-        # Before the close too: the close's own revoke commits again, but may never run.
-        self._commit(asynchronous=False)
-        self.closed = self._source.close(self._s.shutdown.close_seconds)
+        # The final commit runs with the close, on the closing thread: a commit to a
+        # broker that does not answer must not hold the process past the bound.
+        self.closed = self._source.close(
+            budget.left(closing), before=lambda: self._commit(asynchronous=False)
+        )
         if not self.closed:
             log.warning(
                 "the consumer did not close in time: leaving without it; the group "
@@ -774,6 +799,17 @@ class Pipeline:
             "connector stopped",
             extra={"events_accepted": self._accepted_events, "drained": drained,
                    "possible_duplicates": int(self._m.possible_duplicates_total())},
+        )
+
+    def _left_in_flight(self) -> None:
+        """After the abandon: requests still inside an HTTP read are left to the exit."""
+        if not self._inflight:
+            return
+        log.warning(
+            "requests still under way at exit: Gameball may store them and the next "
+            "owner sends them again (counted as possible duplicates when the partitions "
+            "are revoked)",
+            extra={"requests": self._inflight, "events": self._inflight_events},
         )
 
     # --- librdkafka callbacks ---------------------------------------------------------------

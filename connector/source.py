@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.config import Settings
+from connector.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "fetch.wait.max.ms": 100,
     "statistics.interval.ms": 5000,
     "partition.assignment.strategy": "cooperative-sticky",
+    # librdkafka's 5 minutes: a topic created after start (a pattern's new match, a named
+    # topic that did not exist yet) waited that long to be read (docs/configuration.md).
+    "topic.metadata.refresh.interval.ms": 30000,
 }
 # What the commit protocol needs; user properties cannot change these.
 REQUIRED: dict[str, Any] = {
@@ -33,6 +38,9 @@ REQUIRED: dict[str, Any] = {
 }
 
 Partitions = list[tuple[str, int]]
+UNSUBSCRIBE_RESERVE_S = 1.0  # of the close time, kept for the close (the group leave) itself
+CLOSE_CONSUME_BATCH = 500  # records fetched while giving the assignment up are dropped
+CLOSE_QUIET_S = 0.5  # no rebalance callback for this long before the close
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -65,8 +73,10 @@ class Source:
         on_stats: Callable[[str], None] | None = None,
         on_error: Callable[[KafkaError], None] | None = None,
         on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
         self._settings = settings
+        self._factory = consumer_factory  # tests pass a stand-in; no network before open()
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._on_stats = on_stats
@@ -77,6 +87,7 @@ class Source:
         self.paused: set[tuple[str, int]] = set()
         # Held at a bad record (dead_letter.on_error: stop): never resumed while owned.
         self.held: set[tuple[str, int]] = set()
+        self.last_rebalance = 0.0  # monotonic time of the last assign or revoke callback
 
     def open(self) -> None:
         conf = consumer_config(self._settings)
@@ -88,7 +99,8 @@ class Source:
             conf["error_cb"] = self._on_error
         if self._on_commit is not None:
             conf["on_commit"] = self._on_commit
-        self._consumer = Consumer(conf)
+        conf["logger"] = librdkafka_logger()  # JSON and masked, not raw stderr
+        self._consumer = self._factory(conf)
         self._consumer.subscribe(
             self._settings.subscription(),
             on_assign=self._assigned,
@@ -103,6 +115,7 @@ class Source:
         return self._consumer
 
     def _assigned(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self.last_rebalance = time.monotonic()
         got = [(tp.topic, tp.partition) for tp in parts]
         self.assigned.update(got)
         self._on_assign(got)
@@ -118,6 +131,7 @@ class Source:
         self._forget(gone)
 
     def _forget(self, gone: Partitions) -> None:
+        self.last_rebalance = time.monotonic()
         # librdkafka keeps a partition's pause across a rebalance: one paused here and
         # assigned back later would never be fetched again, so resume it while we own it.
         stale = self.paused.intersection(gone)
@@ -183,17 +197,42 @@ class Source:
                     break
         return total
 
-    def close(self, timeout: float) -> bool:
-        """Close the consumer (the final revoke callback runs in here, then the group
-        leave); False when that took longer than `timeout`. A close can hang on a group
-        coordinator stuck in a rebalance (seen with tansu): the caller has committed
-        already and exits anyway; the group reassigns after the session timeout."""
+    def close(self, timeout: float, before: Callable[[], None] | None = None) -> bool:
+        """Run `before` (the final commit), give the assignment up, then close the
+        consumer (the group leave), on a thread of their own; False when that took longer
+        than `timeout`: the caller exits anyway; the group reassigns after the session
+        timeout.
+
+        The assignment is given up first (unsubscribe, then consume until the revoke
+        callback ran), so that close() itself runs no rebalance callback: one there, on
+        a close overlapping an unfinished cooperative rebalance, made confluent-kafka's
+        fallback wait for librdkafka's group thread holding the GIL, 16-30+ s with every
+        Python thread frozen (librdkafka issues 4527, 4041; docs/delivery.md)."""
         consumer = self._consumer
         if consumer is None:
             return True
-        closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+        deadline = time.monotonic() + timeout
+
+        def closing() -> None:
+            if before is not None:
+                before()
+            try:
+                consumer.unsubscribe()
+                self.last_rebalance = time.monotonic()
+                # Until the revoke ran and no rebalance callback came for a while (one
+                # under way may still deliver an assignment). Records fetched meanwhile
+                # are dropped: never acked, so never committed.
+                while time.monotonic() < deadline - UNSUBSCRIBE_RESERVE_S and (
+                    self.assigned or time.monotonic() - self.last_rebalance < CLOSE_QUIET_S
+                ):
+                    consumer.consume(CLOSE_CONSUME_BATCH, 0.1)
+            except Exception as exc:  # whatever it was, the close (group leave) still runs
+                log.warning("could not give the assignment up before closing: %s", exc)
+            consumer.close()
+
+        closer = threading.Thread(target=closing, name="consumer-close", daemon=True)
         closer.start()
-        closer.join(timeout)
-        # Only now: the revoke callback inside close() still commits through `consumer`.
+        closer.join(max(0.0, deadline - time.monotonic()))
+        # Only now: the revoke callback still commits through `consumer`.
         self._consumer = None
         return not closer.is_alive()

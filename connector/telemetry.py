@@ -6,16 +6,15 @@ in the Helm chart use them (docs/metrics.md describes each one).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
 from connector.jobs import JOB_OUTCOMES
+from connector.telemetry_http import HttpServer
 
 P = "gameball_connector_"
 
@@ -162,7 +161,10 @@ class Health:
     """Liveness and readiness, updated by the pipeline, read by the HTTP server."""
 
     def __init__(
-        self, liveness_timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        liveness_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        retrying_timeout: float = 0.0,
     ) -> None:
         self._timeout = liveness_timeout
         self._clock = clock
@@ -175,10 +177,23 @@ class Health:
         # record); set by the pipeline's bad-record handling, None when nothing is held.
         self.blocked: str | None = None
         self.registry_unreachable = False
+        # Not ready once Gameball has answered only retryable failures this long (0: off).
+        self._retrying_timeout = retrying_timeout
+        self._retrying_since: float | None = None
 
     def beat(self) -> None:
         """Called by the poll loop on every turn."""
         self._beat = self._clock()
+
+    def gameball_answered(self) -> None:
+        """Sender threads: Gameball took or judged a request (anything but a retryable
+        failure): it is delivering."""
+        self._retrying_since = None
+
+    def gameball_retrying(self) -> None:
+        """Sender threads: a retryable failure (no answer, 408, 429, 5xx)."""
+        if self._retrying_since is None:
+            self._retrying_since = self._clock()
 
     def live(self) -> tuple[bool, str]:
         age = self._clock() - self._beat
@@ -193,6 +208,11 @@ class Health:
             return False, "shutting down"
         if self.auth_failing:
             return False, "Gameball rejects the credentials"
+        since = self._retrying_since
+        if self._retrying_timeout and since is not None:
+            age = self._clock() - since
+            if age > self._retrying_timeout:
+                return False, f"Gameball has answered only retryable failures for {age:.0f}s"
         if not self.broker_reachable:
             return False, "no Kafka broker reachable"
         if self.blocked is not None:
@@ -203,45 +223,41 @@ class Health:
 
 
 class TelemetryServer:
-    """Serves /metrics, /healthz and /readyz on a daemon thread."""
+    """Serves /metrics, /healthz and /readyz (connector/telemetry_http.py: the HTTP side,
+    hardened against idle, slow and vanishing clients)."""
 
-    def __init__(self, host: str, port: int, health: Health, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Health,
+        metrics: Metrics,
+        timeout: float = 10.0,
+        max_connections: int = 128,
+    ) -> None:
         registry = metrics.registry
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    ok, _ = health.ready()
-                    metrics.ready.set(1 if ok else 0)
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    ok, why = health.live() if path == "/healthz" else health.ready()
-                    self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+        def route(path: str) -> tuple[int, bytes, str]:
+            if path == "/metrics":
+                ok, _ = health.ready()
+                metrics.ready.set(1 if ok else 0)
+                return 200, generate_latest(registry), CONTENT_TYPE_LATEST
+            if path in ("/healthz", "/readyz"):
+                ok, why = health.live() if path == "/healthz" else health.ready()
+                return (200 if ok else 503), (why + "\n").encode(), "text/plain"
+            return 404, b"not found\n", "text/plain"
 
-            def _send(self, status: int, body: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        self._server = HttpServer(host, port, route, timeout, max_connections)
+        self.port = self._server.port
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # scrapes every few seconds are not news
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="telemetry", daemon=True
-        )
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return self._server.connections
 
     def start(self) -> TelemetryServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

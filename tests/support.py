@@ -244,6 +244,7 @@ class ConnectorProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.config_path = workdir / f"{name}.yaml"
+        self.config = config  # as written, for tests that derive waits from it
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"{name}.log"
         self.env = {

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from connector.config import Settings
+from connector.shutdown import SLACK_S
 from tests.chart.rendering import (
     CHART,
     CRD_GROUPS,
@@ -156,14 +157,16 @@ def test_security_defaults_run_as_the_image_user_with_read_only_root() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
 
 
-def test_grace_period_must_exceed_the_drain_and_close_time() -> None:
+def test_grace_period_covers_the_shutdown_bound() -> None:
     release = render({})
     shutdown = yaml.safe_load(release.config_text)["shutdown"]
-    bound = shutdown["drain_seconds"] + shutdown["close_seconds"]
-    assert release.pod_spec["terminationGracePeriodSeconds"] > bound
-    too_short = re.escape("must exceed config.shutdown.drain_seconds + close_seconds")
+    bound = shutdown["drain_seconds"] + shutdown["close_seconds"] + SLACK_S
+    assert release.pod_spec["terminationGracePeriodSeconds"] >= bound
+    exact = render(dotted(**{"terminationGracePeriodSeconds": int(bound)}))
+    assert exact.pod_spec["terminationGracePeriodSeconds"] == bound
+    too_short = re.escape("must be at least config.shutdown.drain_seconds + close_seconds + 2")
     with pytest.raises(helm_python.HelmRenderError, match=too_short):
-        render(dotted(**{"terminationGracePeriodSeconds": 30}))  # > drain, not drain + close
+        render(dotted(**{"terminationGracePeriodSeconds": int(bound) - 1}))  # drain + close + 1
     with pytest.raises(helm_python.HelmRenderError, match=too_short):
         render(dotted(**{"config.shutdown.drain_seconds": 60}))
     with pytest.raises(helm_python.HelmRenderError, match=too_short):

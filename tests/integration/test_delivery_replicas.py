@@ -9,14 +9,17 @@ twice without being counted as a possible duplicate.
 
 from __future__ import annotations
 
-import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from connector.localbroker import LocalBroker
 from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
+from connector.shutdown import SLACK_S
 from tests.support import (
     ConnectorProcess,
     by_customer,
@@ -36,6 +39,51 @@ PARTITIONS = 3
 RECORDS = {"cooperative-sticky": 8_000, "range": 5_000}
 MAX_ITEMS = 20
 PER_SECOND, PER_30_SECONDS = 20, 400
+SHUTDOWN = {"drain_seconds": 10, "close_seconds": 10}
+STOP_MARGIN_S = 5  # the process's own exit after the bound, on a loaded machine
+QUIET_S = 5.0  # no rebalance callback for this long: tansu's joins take ~3 s (heartbeat 1 s)
+
+
+def owned(proc: ConnectorProcess) -> set[int]:
+    """The partitions a replica owns, from its assign and revoke log lines."""
+    mine: set[int] = set()
+    for e in proc.logs():
+        if e.get("msg") not in ("partitions assigned", "partitions revoked"):
+            continue
+        parts = {int(p.rsplit("[", 1)[1].rstrip("]")) for p in e["partitions"]}
+        if e["msg"] == "partitions assigned":
+            mine |= parts
+        else:
+            mine -= parts
+    return mine
+
+
+def settled(bootstrap: str, group: str, procs: list[ConnectorProcess]) -> bool:
+    """Every partition owned by exactly one of `procs`, no rebalance callback for QUIET_S,
+    and the coordinator calls the group stable. A replica stopped while a cooperative
+    rebalance is unfinished closes into it; on tansu that close waited 16-30+ s inside
+    confluent-kafka holding the GIL (docs/delivery.md): a broker quirk this test is not
+    about, so it stops replicas only in a settled group."""
+    owners = [owned(p) for p in procs]
+    if sorted(p for o in owners for p in o) != list(range(PARTITIONS)):
+        return False
+    stamps = [e["ts"] for p in procs for e in p.logs()
+              if e.get("msg") in ("partitions assigned", "partitions revoked")]
+    last = datetime.fromisoformat(max(stamps).replace("Z", "+00:00"))
+    if (datetime.now(UTC) - last).total_seconds() < QUIET_S:
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    state = admin.describe_consumer_groups([group])[group].result(10).state
+    return bool(state == ConsumerGroupState.STABLE)
+
+
+def stop_settled(bootstrap: str, group: str, proc: ConnectorProcess,
+                 procs: list[ConnectorProcess]) -> None:
+    """Wait until the group of `procs` is settled, then SIGTERM `proc`: exit 0 within its
+    shutdown bound, drain + close + 2 s (docs/delivery.md, "Shutdown budget")."""
+    wait_until(lambda: settled(bootstrap, group, procs), 60, "a settled group", every=0.5)
+    shutdown = proc.config["shutdown"]
+    proc.stop(shutdown["drain_seconds"] + shutdown["close_seconds"] + SLACK_S + STOP_MARGIN_S)
 
 
 @pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
@@ -56,6 +104,7 @@ def test_replicas_share_the_account_limit_through_rebalances(
             gameball={"rate_limit": {"enabled": True, "per_second": PER_SECOND,
                                      "per_30_seconds": PER_30_SECONDS}},
             batch={"max_items": MAX_ITEMS, "linger_ms": 50, "max_in_flight": 4},
+            shutdown=SHUTDOWN,
         )
 
         def accepted() -> int:
@@ -67,20 +116,14 @@ def test_replicas_share_the_account_limit_through_rebalances(
             procs[1].start()
             wait_until(lambda: accepted() >= 1_000, 40, "two replicas delivering")
             procs[2].start()  # rebalance: 2 -> 3 replicas
-            # Owning a partition, not just the first (empty) cooperative assignment: tansu
-            # loses a member's leave that overlaps an unfinished cooperative rebalance
-            # (the group then never reassigns), which Kafka handles; docs/delivery.md.
-            wait_until(lambda: any(e.get("msg") == "partitions assigned" and e.get("partitions")
-                                   for e in procs[2].logs()), 30, "the third replica owning")
+            wait_until(lambda: owned(procs[2]), 30, "the third replica owning a partition")
             mark = accepted()
             wait_until(lambda: accepted() >= mark + 500, 40, "three replicas delivering")
-            procs[0].stop()  # rebalance: 3 -> 2 replicas
+            stop_settled(broker.bootstrap, group, procs[0], procs)  # rebalance: 3 -> 2
             wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        90, "committed offsets == end offsets", every=0.5)
-            for proc in procs[1:]:
-                proc.signal(signal.SIGTERM)
-            for proc in procs[1:]:
-                assert proc.wait(30) == 0
+            stop_settled(broker.bootstrap, group, procs[1], procs[1:])
+            stop_settled(broker.bootstrap, group, procs[2], procs[2:])
         finally:
             for proc in procs:
                 proc.kill()
@@ -135,7 +178,8 @@ def test_partitions_paused_before_an_eager_rebalance_are_read_again(
             kafka={"properties": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                                   "partition.assignment.strategy": "range"}},
             batch={"max_items": 100, "linger_ms": 50, "max_in_flight": 2},
-            shutdown={"drain_seconds": 2},
+            # short drains: the eager revoke must not wait long for stalled requests
+            shutdown={"drain_seconds": 2, "close_seconds": 10},
         )
         a = ConnectorProcess(config, tmp_path, name="a").start()
         b = ConnectorProcess(config, tmp_path, name="b")
@@ -147,10 +191,8 @@ def test_partitions_paused_before_an_eager_rebalance_are_read_again(
                        30, "replica a assigned again")
             wait_until(lambda: committed_to_end(broker.bootstrap, group, topic, ends),
                        40, "committed offsets == end offsets after the stall", every=0.5)
-            for proc in (a, b):
-                proc.signal(signal.SIGTERM)
-            for proc in (a, b):
-                assert proc.wait(30) == 0
+            stop_settled(broker.bootstrap, group, a, [a, b])
+            stop_settled(broker.bootstrap, group, b, [b])
         finally:
             a.kill()
             b.kill()

@@ -223,3 +223,52 @@ def test_fixed_keys_win_over_extra_fields_of_the_same_name(out: io.StringIO) -> 
     logging.getLogger("connector.jobs").warning("job done", extra={"level": "fake", "ts": 0})
     (line,) = lines(out)
     assert line["level"] == "WARNING" and line["ts"] != 0
+
+
+def test_uncaught_exceptions_become_one_masked_json_line_each() -> None:
+    """Nothing of the connector reaches stderr raw: an exception no one caught, in the
+    main thread or another, is logged like every other line (and masked)."""
+    import sys
+    import threading
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, sys.excepthook, threading.excepthook)
+    buf = io.StringIO()
+    try:
+        setup_logging("INFO", "json", [API_KEY], stream=buf)
+
+        def fail() -> None:
+            raise RuntimeError(f"cannot use {API_KEY}")
+
+        worker = threading.Thread(target=fail, name="sender_0")
+        worker.start()
+        worker.join()
+        try:
+            fail()
+        except RuntimeError:
+            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    finally:
+        for handler in list(root.handlers):
+            if handler not in saved[0]:
+                root.removeHandler(handler)
+        root.setLevel(saved[1])
+        sys.excepthook, threading.excepthook = saved[2], saved[3]
+        logging.captureWarnings(False)
+    thread_line, main_line = lines(buf)
+    assert thread_line["msg"] == "uncaught exception in a thread"
+    assert thread_line["thread_name"] == "sender_0" and thread_line["level"] == "ERROR"
+    assert main_line["msg"] == "uncaught exception" and main_line["level"] == "CRITICAL"
+    for line in (thread_line, main_line):
+        assert "RuntimeError: cannot use ***" in str(line["exc"])
+    assert API_KEY not in buf.getvalue()
+
+
+def test_librdkafka_lines_go_through_the_same_handler(out: io.StringIO) -> None:
+    """What confluent-kafka calls on the logger it is given (`logger=`)."""
+    from connector.logs import librdkafka_logger
+
+    librdkafka_logger().log(logging.WARNING, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
+                            f"sasl.password={SECRET_KEY}: connection refused")
+    (line,) = lines(out)
+    assert line["logger"] == "librdkafka" and line["level"] == "WARNING"
+    assert line["msg"] == "FAIL [rdkafka#consumer-1] sasl.password=***: connection refused"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+
+from confluent_kafka import TopicPartition
 
 from connector.config import parse
 from connector.source import Source
@@ -22,6 +25,9 @@ class StuckConsumer:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.closing = threading.Event()
+
+    def unsubscribe(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closing.set()
@@ -55,6 +61,9 @@ def test_the_revoke_inside_close_can_still_commit() -> None:
     seen: list[object] = []
 
     class RevokingConsumer:
+        def unsubscribe(self) -> None:
+            pass
+
         def close(self) -> None:
             seen.append(source.consumer)  # what _revoked -> pipeline -> commit_sync uses
 
@@ -62,3 +71,63 @@ def test_the_revoke_inside_close_can_still_commit() -> None:
     source._consumer = consumer  # type: ignore[assignment]
     assert source.close(5) is True
     assert seen == [consumer]
+
+
+class GroupConsumer:
+    """Stands in for confluent_kafka.Consumer in a group: unsubscribe() revokes the
+    assignment at the next consume(), as librdkafka does; every call is recorded."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.calls: list[str] = []
+        self.revoke: Any = None
+        self.unsubscribed = False
+
+    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
+        self.calls.append("subscribe")
+        self.assign, self.revoke = on_assign, on_revoke
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        self.calls.append("consume")
+        if self.unsubscribed and self.revoke is not None:
+            self.revoke(self, [TopicPartition("orders", 0), TopicPartition("orders", 1)])
+            self.revoke = None
+        return []
+
+    def unsubscribe(self) -> None:
+        self.calls.append("unsubscribe")
+        self.unsubscribed = True
+
+    def commit(self, offsets: Any, asynchronous: bool) -> list[Any]:
+        self.calls.append("commit")
+        return []
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_close_gives_the_assignment_up_before_closing() -> None:
+    """A rebalance callback inside close() can freeze the process (librdkafka 4527, 4041:
+    confluent-kafka's fallback waits holding the GIL): the revoke must run before it, in
+    a consume() of its own, and the final commit before that."""
+    revoked: list[list[tuple[str, int]]] = []
+    made: list[GroupConsumer] = []
+
+    def factory(conf: dict[str, Any]) -> GroupConsumer:
+        made.append(GroupConsumer(conf))
+        return made[0]
+
+    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None,
+                    on_revoke=lambda parts, _lost: revoked.append(parts),
+                    consumer_factory=factory)  # type: ignore[arg-type]
+    source.open()
+    (consumer,) = made
+    consumer.assign(consumer, [TopicPartition("orders", 0), TopicPartition("orders", 1)])
+    assert source.assigned == {("orders", 0), ("orders", 1)}
+    assert source.close(5, before=lambda: consumer.calls.append("final commit")) is True
+    assert revoked == [[("orders", 0), ("orders", 1)]]
+    assert source.assigned == set()
+    calls = consumer.calls
+    assert calls[:3] == ["subscribe", "final commit", "unsubscribe"]
+    assert calls[-1] == "close" and set(calls[3:-1]) == {"consume"}
+    assert consumer.conf["enable.auto.commit"] is False  # the factory got the real settings

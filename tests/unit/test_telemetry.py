@@ -147,6 +147,45 @@ def test_sender_hooks_count_requests_retries_duplicates_and_waits() -> None:
     assert b.health.ready() == (True, "ok")
 
 
+def test_readiness_fails_while_gameball_answers_only_retryable_failures() -> None:
+    now = [0.0]
+    health = Health(60, clock=lambda: now[0], retrying_timeout=30)
+    metrics = Metrics(CollectorRegistry())
+    hooks = _SenderHooks(metrics, health, "batch")
+    health.started = True
+    from connector.records import Batch, Event, Item
+
+    e = Event("c1", "place_order", {}, rec(9, {}))
+    batch = Batch([Item("c1", {"place_order": e})])
+
+    def fail(status: int | None, reason: str) -> None:
+        hooks.request_done(status, 1.0, 1)
+        hooks.retrying(reason, Answer(status), batch)
+
+    fail(503, "server_error")
+    now[0] = 20.0
+    fail(None, "timeout")
+    fail(429, "rate_limited")
+    now[0] = 30.0
+    assert health.ready() == (True, "ok")  # not longer than the threshold yet
+    now[0] = 31.0
+    fail(408, "request_timeout")
+    assert health.ready() == (False, "Gameball has answered only retryable failures for 31s")
+    hooks.request_done(422, 0.1, 1)  # 2001: retried, but Gameball is up and answering
+    hooks.retrying("concurrent_customer", Answer(422), batch)
+    assert health.ready() == (True, "ok")
+    fail(500, "server_error")
+    now[0] = 70.0
+    assert health.ready()[0] is False
+    hooks.request_done(200, 0.1, 1)  # one acceptance: delivering again
+    assert health.ready() == (True, "ok")
+    off = Health(60, clock=lambda: now[0])  # retrying_timeout 0: the check is off
+    off.started = True
+    off.gameball_retrying()
+    now[0] = 10_000.0
+    assert off.ready() == (True, "ok")
+
+
 def test_lag_from_librdkafka_statistics() -> None:
     b = Built()
     b.pipeline._source.assigned.add(("orders", 1))

@@ -170,7 +170,8 @@ Checks that fail the render with a message saying what to change.
 {{- $shutdown := .Values.config.shutdown | default dict }}
 {{- $drain := $shutdown.drain_seconds | default 20 }}
 {{- $close := $shutdown.close_seconds | default 10 }}
-{{- if and (not (kindIs "string" $drain)) (not (kindIs "string" $close)) (le (int .Values.terminationGracePeriodSeconds) (int (ceil (addf $drain $close)))) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown.drain_seconds + close_seconds (%v + %v): Kubernetes would kill the connector while it drains" .Values.terminationGracePeriodSeconds $drain $close) }}
+{{- /* the connector's shutdown bound: drain + close + 2 s (connector/shutdown.py SLACK_S) */}}
+{{- if and (not (kindIs "string" $drain)) (not (kindIs "string" $close)) (lt (int .Values.terminationGracePeriodSeconds) (int (ceil (addf $drain $close 2)))) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be at least config.shutdown.drain_seconds + close_seconds + 2 (%v + %v + 2), the connector's shutdown bound: Kubernetes would kill the connector while it drains" .Values.terminationGracePeriodSeconds $drain $close) }}
 {{- end }}
 {{- end }}

@@ -52,10 +52,10 @@ class RegistryPeer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                peer._handle(self, "GET")
+                peer.handle(self, "GET")
 
             def do_POST(self) -> None:
-                peer._handle(self, "POST")
+                peer.handle(self, "POST")
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -81,7 +81,7 @@ class RegistryPeer:
 
     # --- REST ---------------------------------------------------------------------------
 
-    def _handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
         with self._lock:
             self.requests += 1
         if self.fail_with is not None:

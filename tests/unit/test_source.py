@@ -26,6 +26,9 @@ class StuckConsumer:
         self.release = threading.Event()
         self.closing = threading.Event()
 
+    def subscribe(self, topics: list[str], **_callbacks: Any) -> None:
+        pass
+
     def unsubscribe(self) -> None:
         pass
 
@@ -35,9 +38,10 @@ class StuckConsumer:
 
 
 def test_close_gives_up_after_its_bound_and_only_once() -> None:
-    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None)
     stuck = StuckConsumer()
-    source._consumer = stuck  # type: ignore[assignment]
+    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None,
+                    consumer_factory=lambda _conf: stuck)  # type: ignore[arg-type,return-value]
+    source.open()
     started = time.monotonic()
     assert source.close(0.3) is False
     assert 0.3 <= time.monotonic() - started < 5
@@ -47,20 +51,23 @@ def test_close_gives_up_after_its_bound_and_only_once() -> None:
 
 
 def test_close_reports_a_close_that_finished() -> None:
-    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None)
     stuck = StuckConsumer()
     stuck.release.set()
-    source._consumer = stuck  # type: ignore[assignment]
+    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None,
+                    consumer_factory=lambda _conf: stuck)  # type: ignore[arg-type,return-value]
+    source.open()
     assert source.close(5) is True
 
 
 def test_the_revoke_inside_close_can_still_commit() -> None:
     """librdkafka runs the final revoke callback inside close(); it commits through the
     consumer, which must still be there."""
-    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None)
     seen: list[object] = []
 
     class RevokingConsumer:
+        def subscribe(self, topics: list[str], **_callbacks: Any) -> None:
+            pass
+
         def unsubscribe(self) -> None:
             pass
 
@@ -68,7 +75,9 @@ def test_the_revoke_inside_close_can_still_commit() -> None:
             seen.append(source.consumer)  # what _revoked -> pipeline -> commit_sync uses
 
     consumer = RevokingConsumer()
-    source._consumer = consumer  # type: ignore[assignment]
+    source = Source(parse(CONFIG, {}), on_assign=lambda _p: None, on_revoke=lambda _p, _l: None,
+                    consumer_factory=lambda _conf: consumer)  # type: ignore[arg-type,return-value]
+    source.open()
     assert source.close(5) is True
     assert seen == [consumer]
 

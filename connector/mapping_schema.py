@@ -10,11 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:  # jmespath is imported when a config has expressions, not with the types
     from jmespath.parser import ParsedResult
@@ -118,8 +126,14 @@ def _envelope_fields(node: Any) -> set[str]:
     return fields
 
 
+@lru_cache(maxsize=4096)
 def parse_expression(text: str) -> Expression:
-    """Check and compile one expression; raise ValueError with a one-line reason."""
+    """Check and compile one expression; raise ValueError with a one-line reason.
+
+    Cached by text (an Expression is immutable): the field validators parse, and
+    `RouteSettings.expression` hands the mapper that same object, so each text is
+    parsed once per process.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("expression is empty")
     import jmespath
@@ -228,6 +242,9 @@ class RouteSettings(_Model):
     source_key: str | None = Field(default=None, min_length=1)
 
     _check_expr = field_validator("when", "customer_id", "event_from")(_check_expression)
+    # Every expression text of the route -> its parsed form, kept from validation for
+    # the mapper (`expression`); filled by `_consistent`.
+    _expressions: dict[str, Expression] = PrivateAttr(default_factory=dict)
 
     _check_regex = field_validator("topic_pattern")(check_regex)
 
@@ -299,7 +316,20 @@ class RouteSettings(_Model):
             raise ValueError("a route needs exactly one of 'event' (a name) or 'event_from'")
         if self.event is not None and (self.event_map is not None or self.event_default):
             raise ValueError("'event_map' and 'event_default' need 'event_from', not 'event'")
+        texts = [self.when, self.customer_id, self.event_from, *self.include]
+        texts += [spec.path for spec in self.metadata.values()]
+        # The field validators parsed each text already: these are cache hits.
+        self._expressions = {t: parse_expression(t) for t in texts if t is not None}
         return self
+
+    def expression(self, text: str) -> Expression:
+        """The parsed form of one of this route's expression texts, as validation made it.
+
+        Called by `connector.mapping` when it compiles the route; a text the route does
+        not hold (a copy changed after validation) is parsed here, ValueError if bad.
+        """
+        found = self._expressions.get(text)
+        return found if found is not None else parse_expression(text)
 
     def topic_label(self) -> str:
         """The topic or pattern, for derived route names and messages."""

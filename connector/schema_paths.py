@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.mapping_schema import ENVELOPE_FUNCTION, RouteSettings, parse_expression
+from connector.mapping_schema import ENVELOPE_FUNCTION, RouteSettings
 
 
 @dataclass
@@ -243,6 +243,6 @@ def check_route(route: RouteSettings, where: str, value: Shape, key: Shape = ANY
     problems: list[str] = []
     for path, text in route_expressions(route, where):
         found: list[str] = []
-        walk(dict(parse_expression(text).compiled.parsed), value, key, "", found)
+        walk(dict(route.expression(text).compiled.parsed), value, key, "", found)
         problems += [f"{path}: {text!r}: {p}" for p in found]
     return problems

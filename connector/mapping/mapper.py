@@ -46,13 +46,14 @@ def _decode_error(decode: Decoder, raw: bytes | str) -> DecodeError:
 class Plan:
     """What to do with one topic's records, worked out on the first record of the topic."""
 
-    __slots__ = ("decoders", "one", "routes", "single", "unmatched")
+    __slots__ = ("decoders", "many", "one", "pairs", "routes", "single", "unmatched")
 
     def __init__(
         self,
         routes: list[tuple[Route, Decoder]],
         unmatched: str,
     ) -> None:
+        self.pairs = tuple(routes)
         self.routes = tuple(r for r, _ in routes)
         self.decoders = tuple(d for _, d in routes)
         distinct = set(self.decoders)
@@ -62,6 +63,8 @@ class Plan:
         self.unmatched = unmatched
         # One route, one decoder (the common topic): a closure without the route loop.
         self.one: Callable[[RecordLike], Any] | None = None
+        # Otherwise: the mapper's loop for this topic, bound (`Mapper.for_topic`).
+        self.many: Callable[[RecordLike], Any] | None = None
 
     def unmatched_result(self, topic: str | None) -> Skip | MappingError:
         if self.unmatched == "dead_letter":
@@ -184,11 +187,19 @@ class Mapper:
         plan = Plan(chosen, unmatched)
         if plan.single is not None and len(plan.routes) == 1:
             plan.one = one_route(plan, topic)
+        else:
+            run = self._run
+
+            def many(record: RecordLike) -> list[Event] | Skip | RecordError:
+                return run(record, plan, None)
+
+            plan.many = many
         self._plans[topic] = plan
         return plan
 
     def map(self, record: RecordLike) -> list[Event] | Skip | RecordError:
-        """Called per record (dead-letter re-drive, `map`, tests); never raises for bad data.
+        """Called per record: by the pipeline for a topic of several routes (through
+        `for_topic`), by `redrive` and by `map`; never raises for bad data.
 
         A record matching several routes yields several events; if any matching route
         fails, the whole record is the error (it goes to the dead-letter topic whole).
@@ -204,7 +215,9 @@ class Mapper:
         """The pipeline's per-record function for one topic: `map`'s result, except that
         a single event comes back bare (no list per record) on a one-route topic."""
         plan = self._plans.get(topic) or self._plan(topic)
-        return plan.one or self.map
+        found = plan.one or plan.many
+        assert found is not None
+        return found
 
     def explain(
         self, record: RecordLike
@@ -227,8 +240,8 @@ class Mapper:
         raw = record.value()
         if raw is None:
             return SKIP_TOMBSTONE
+        values: dict[Decoder, Any] | None = None
         single = plan.single
-        value: Any = _MISSING
         if single is not None:
             try:
                 value = single(raw)
@@ -237,11 +250,12 @@ class Mapper:
                 if tracer is not None:
                     tracer.error(plan.routes[0], err)
                 return err
-        values: dict[Decoder, Any] = {}
+        else:
+            values = {}
         events: list[Event] = []
         filtered = False
-        for route, decode in zip(plan.routes, plan.decoders, strict=True):
-            if single is None:
+        for route, decode in plan.pairs:
+            if values is not None:
                 value = values.get(decode, _MISSING)
                 if value is _MISSING:
                     try:

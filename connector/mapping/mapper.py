@@ -198,8 +198,8 @@ class Mapper:
         return plan
 
     def map(self, record: RecordLike) -> list[Event] | Skip | RecordError:
-        """Called per record: by the pipeline for a topic of several routes (through
-        `for_topic`), by `redrive` and by `map`; never raises for bad data.
+        """Called per record by `redrive` and the `map` dry run (the pipeline takes
+        `for_topic`'s function instead); never raises for bad data.
 
         A record matching several routes yields several events; if any matching route
         fails, the whole record is the error (it goes to the dead-letter topic whole).

@@ -61,7 +61,7 @@ def build(overrides: list[tuple[list[str], Any]]) -> Pipeline:
 def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> float:
     """CPU seconds per event for one pass over `recs` through a fresh pipeline."""
     pipeline = build(overrides)
-    window = pipeline._window
+    core = pipeline.core
     gc.collect()
     gc.disable()  # as the CLI runs the loop
     try:
@@ -70,11 +70,13 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
         for i in range(0, len(recs), CONSUME_BATCH):
             pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
             force = i + CONSUME_BATCH >= len(recs)
-            while (batch := window.take(time.monotonic(), force)) is not None:
+            while (cut := core.next_batch(time.monotonic(), force)) is not None:
+                batch = pipeline.requests.send(cut)
                 encode_batch(batch)
                 pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
                 events += batch.event_count
-        pipeline._tracker.to_commit()
+                for t, p, o in core.commits():  # the broker confirms at once here
+                    core.confirmed(t, p, o)
         spent = time.process_time() - started
     finally:
         gc.enable()

@@ -33,25 +33,24 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from connector.badrecords import BadRecords
 from connector.config import Settings
+from connector.core import CoreSettings, DeliveryCore, Letter, Row, Run
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
 from connector.jobs import JobTracker
 from connector.logs import RateLimitedLog
-from connector.offsets import OffsetTracker
 from connector.ratelimit import RateLimiter, Window
 from connector.records import Batch, Event, RecordError, RecordLike, RegistryUnavailable, Skip
 from connector.registry_outage import RegistryOutage
+from connector.sendbridge import InFlight
 from connector.sender import Delivery, Sender
 from connector.shutdown import ABANDON_S, ShutdownBudget
 from connector.source import Partitions, Source
 from connector.telemetry import Health, Metrics
-from connector.window import Windower
 
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
 _RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
-_NO_TIMESTAMP = 1 << 62  # above any Kafka timestamp (ms)
 METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is re-read
 # The CLI turns automatic collection off. Each collection scans what is still alive
 # (tracked jobs' records: ~0.4 s at Gameball's full rate), so the loop collects rarely:
@@ -152,6 +151,7 @@ class Pipeline:
         health: Health,
         dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.monotonic,
+        core: DeliveryCore | None = None,
     ) -> None:
         self._s = settings
         self._mapper = mapper
@@ -162,8 +162,12 @@ class Pipeline:
         self.closed = True  # False when the consumer's close ran out of time (cli exits hard)
         self._endpoint = settings.gameball.endpoint
         max_items = settings.batch.max_items if self._endpoint == "batch" else 1
-        self._window = Windower(max_items, settings.batch.linger_ms / 1000)
-        self._tracker = OffsetTracker()
+        b = settings.batch
+        # The delivery bookkeeping (window, offsets, crash budget): docs/core.md.
+        self.core = core or DeliveryCore(CoreSettings(
+            max_items, b.linger_ms / 1000, b.max_in_flight, b.max_buffered_events,
+            b.resend_limit))
+        self.requests = InFlight()  # batches with the sender threads (sendbridge.py)
         rl = settings.gameball.rate_limit
         self._limiter = (
             RateLimiter(
@@ -199,10 +203,6 @@ class Pipeline:
             else None
         )
         self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
-        self._inflight = 0
-        self._inflight_events = 0
-        # one batch below the limit, so the batch about to go cannot pass it
-        self._exposure_cap = settings.batch.resend_limit - max_items
         self._paused = False
         self._held_since: float | None = None
         self._bad = BadRecords(settings, metrics, health, dead_letters)
@@ -252,21 +252,26 @@ class Pipeline:
             },
         )
         commit_every = self._s.kafka.commit_interval_ms / 1000
-        window = self._window
+        core = self.core
         self._next_commit = self._clock() + commit_every
         try:
             while not stop.is_set():
                 self._health.beat()
                 now = self._clock()
                 self._dispatch(now)
+                if core.awaiting_confirmation():
+                    # the crash budget waits for a stored commit: ask for it now and
+                    # wait for the answer (docs/core.md, "The shell's part")
+                    self._commit(asynchronous=False)
+                    self._dispatch(self._clock())
                 if self._held_back() and not self._paused:
                     # A whole batch waits for a send slot, or the window is at its bound:
                     # wait for a completion instead of reading further ahead. Once paused
                     # (held back for a second) the loop polls again to stay in the group.
                     completed = self._collect(wait=0.05)
                 else:
-                    due = window.due_in(now)
-                    timeout = 0.05 if self._inflight else 0.5
+                    due = core.due_in(now)
+                    timeout = 0.05 if core.in_flight else 0.5
                     if due is not None:
                         timeout = max(0.001, min(timeout, due))
                     if self._outage.active:  # schema registry down: records held
@@ -279,6 +284,12 @@ class Pipeline:
                         self._ingest(msgs)
                     completed = self._collect()
                 now = self._clock()
+                # Commit as soon as acceptance moved an offset (before the next batches:
+                # the sooner it is stored, the sooner the crash budget frees); the timer
+                # covers skip-only progress.
+                if completed or now >= self._next_commit:
+                    self._commit(asynchronous=True)
+                    self._next_commit = now + commit_every
                 self._dispatch(now)
                 self._backpressure(now)
                 self._bad.poll()
@@ -286,11 +297,6 @@ class Pipeline:
                     self._hold()
                 if not self._job_failures.empty():
                     self._dead_letter_job_failures()
-                # Commit as soon as acceptance moved an offset; the timer covers
-                # skip-only progress.
-                if completed or now >= self._next_commit:
-                    self._commit(asynchronous=True)
-                    self._next_commit = now + commit_every
                 if now >= self._next_metadata:
                     self._refresh_total_partitions()
                 if now >= self._next_gc:
@@ -304,15 +310,18 @@ class Pipeline:
             self._shutdown()
 
     def _ingest(self, msgs: list[Any]) -> None:
-        """Map a consumed batch of messages into the window (the hot path)."""
-        tracker_get = self._tracker.get
+        """Map a consumed batch of messages into the core (the hot path): one `Run` of
+        rows per partition run; a row's payload is the `Event` (connector/sendbridge.py)."""
         for_topic = self._mapper.for_topic  # per-topic plans are cached by the mapper
-        mapped: list[Event] = []
-        keep = mapped.append
+        runs: list[Run] = []
+        failures: dict[tuple[str, int, int], tuple[Any, RecordError]] = {}
         counts: dict[str, int] = {}
         last_topic: str | None = None
         last_partition, run = -1, 0
-        part: Any = None
+        rows: list[Row] = []
+        keep = rows.append
+        skips: list[int] = []
+        failed: list[int] = []
         map_one: Any = None
         halted = self._bad.halted
         held: int | None = None
@@ -322,17 +331,20 @@ class Pipeline:
                 continue
             topic = msg.topic()
             partition = msg.partition()
-            if partition != last_partition or topic != last_topic or part is None:
+            if partition != last_partition or topic != last_topic or map_one is None:
                 # consumed batches come in runs of one partition: look things up once a run
                 if last_topic is not None:
                     counts[last_topic] = counts.get(last_topic, 0) + run
+                    runs.append(Run(last_topic, last_partition, rows, skips, failed))
                 run = 0
-                part = tracker_get(topic, partition)
+                rows, skips, failed = [], [], []
+                keep = rows.append
                 map_one = for_topic(topic)
                 last_topic, last_partition = topic, partition
                 held = halted.get((topic, partition)) if halted else None
             run += 1
-            if held is not None and msg.offset() > held:
+            offset = msg.offset()
+            if held is not None and offset > held:
                 continue  # fetched before its partition was held at a bad record
             try:
                 out = map_one(msg)
@@ -342,28 +354,30 @@ class Pipeline:
                 break
             kind = out.__class__
             if kind is Event:  # the common case: one event, no list
-                part.read(msg.offset(), 1)
-                out.ticket = part
-                keep(out)
+                stamp, ts = msg.timestamp()
+                keep((offset, out.customer_id, out.name, out, ts if stamp else -1))
             elif kind is list:
-                part.read(msg.offset(), len(out))
+                stamp, ts = msg.timestamp()
+                ts = ts if stamp else -1
                 for ev in out:
-                    ev.ticket = part
-                    keep(ev)
+                    keep((offset, ev.customer_id, ev.name, ev, ts))
             elif isinstance(out, Skip):
-                part.read(msg.offset(), 0)
+                skips.append(offset)
                 key = (topic, out.reason)
                 child = self._skipped.get(key)
                 if child is None:
                     child = self._skipped[key] = self._m.records_skipped.labels(*key)
                 child.inc()
             else:
-                part.read(msg.offset(), 1)
-                self._record_failed(msg, out)
+                failed.append(offset)
+                failures[(topic, partition, offset)] = (msg, out)
         if last_topic is not None:
             counts[last_topic] = counts.get(last_topic, 0) + run
-        if mapped:
-            self._window.add_many(mapped, self._clock())
+            runs.append(Run(last_topic, last_partition, rows, skips, failed))
+        core = self.core
+        for letter in core.ingest(runs, self._clock()):
+            msg, err = failures[(letter.topic, letter.partition, letter.offset)]
+            self._record_failed(msg, err, self._acker(letter))
         if self._bad.new_holds:  # before any dispatch: nothing past a held record is sent
             self._hold()
         for topic, n in counts.items():
@@ -372,45 +386,28 @@ class Pipeline:
                 child = self._consumed[topic] = self._m.records_consumed.labels(topic)
             child.inc(n)
 
-    def _can_send(self) -> bool:
-        """A sender is free, and the events a crash would send again (in flight, or
-        accepted above the commit point) stay below `batch.max_resend_events`.
-
-        With nothing in flight a batch may always go: it holds the oldest waiting
-        events, which is what lets the committable offsets move again.
-        """
-        if self._inflight >= self._s.batch.max_in_flight:
-            return False
-        if not self._inflight:
-            return True
-        return self._inflight_events + self._tracker.exposure() < self._exposure_cap
-
-    def _blocked(self) -> bool:
-        """A whole batch is ready but may not be sent yet."""
-        return self._window.full() and not self._can_send()
+    def _acker(self, letter: Letter) -> Callable[[], None]:
+        """The dead-letter copy of `letter`'s record was acknowledged: its event is done."""
+        core = self.core
+        return lambda: core.dead_lettered(letter)
 
     def _held_back(self) -> bool:
-        """Reading further ahead must wait: a batch is blocked, or the window holds
+        """Reading further ahead must wait: a batch is blocked, or the core holds
         `max_buffered_events` (most of them behind customers in flight), or the dead-letter
         producer holds `dead_letter.max_pending` copies."""
         return (
-            self._blocked()
-            or self._window.buffered >= self._s.batch.max_buffered_events
+            not self.core.may_read()
             or self._bad.pending >= self._s.dead_letter.max_pending
         )
 
     def _dispatch(self, now: float, force: bool = False) -> None:
         """Hand batches to free sender threads (`force`: do not wait for linger)."""
-        while self._can_send():
-            batch = self._window.take(now, force)
-            if batch is None:
-                break
-            self._inflight_events += batch.event_count
-            self._inflight += 1
+        core = self.core
+        while (batch := core.next_batch(now, force)) is not None:
             self._held_since = None  # progress: a wait for a slot starts afresh
-            fut = self._executor.submit(self._sender.deliver, batch)
+            fut = self._executor.submit(self._sender.deliver, self.requests.send(batch))
             fut.add_done_callback(self._done.put)
-        self._m.inflight.set(self._inflight)
+        self._m.inflight.set(core.in_flight)
 
     def _collect(self, wait: float = 0.0) -> int:
         """Handle every finished delivery (waiting up to `wait` for the first one)."""
@@ -420,58 +417,47 @@ class Pipeline:
             return 0
         handled = 0
         while True:
-            self._inflight -= 1
             handled += 1
             self._completed(fut.result())
             try:
                 fut = self._done.get_nowait()
             except queue.Empty:
                 break
-        self._m.inflight.set(self._inflight)
+        self._m.inflight.set(self.core.in_flight)
         return handled
 
     def _completed(self, delivery: Delivery) -> None:
-        self._inflight_events -= delivery.batch.event_count
-        wall = time.time()
+        batch, rejected, abandoned, letter_events = self.requests.outcome(delivery)
+        out = self.core.complete(batch, self._clock(), rejected, abandoned)
+        if out.accepted:
+            self._accepted_events += out.accepted
+            self._m.events_accepted.labels(self._endpoint).inc(out.accepted)
+            if out.oldest_ms is not None:
+                self._m.end_to_end.observe(max(0.0, time.time() - out.oldest_ms / 1000))
         jobs = self._jobs
-        for items, job_id in delivery.accepted:
-            tracked = jobs is not None  # the tracker judges the id (and counts a bad one)
-            oldest = _NO_TIMESTAMP
-            n = 0
-            for item in items:  # once per accepted event: kept lean
-                events = item.events
-                n += len(events)
-                for ev in events.values():
-                    rec = ev.record
-                    ev.ticket.ack(rec.offset())
-                    kind, ts = rec.timestamp()
-                    if ts < oldest and kind:
-                        oldest = ts
-                    if tracked:
+        if jobs is not None:
+            for items, job_id in delivery.accepted:
+                for item in items:
+                    for ev in item.events.values():
                         # Tracking needs the record (to dead-letter it), not the metadata:
                         # dropping the dicts keeps hundreds of tracked jobs light.
                         ev.metadata = _RELEASED
-            self._accepted_events += n
-            self._m.events_accepted.labels(self._endpoint).inc(n)
-            if oldest != _NO_TIMESTAMP:
-                self._m.end_to_end.observe(max(0.0, wall - oldest / 1000))
-            if jobs is not None:  # as `tracked`, spelt for mypy
                 jobs.submit(job_id, items)
-        for item, answer in delivery.rejected:
-            for ev in item.events.values():
-                self._gameball_rejected(ev, answer)
-        for ev, err in delivery.failed:  # could not be encoded: the record's fault
-            self._record_failed(ev.record, err, ev.ticket)
+        for letter, ev in zip(out.letters, letter_events, strict=True):
+            if isinstance(letter.cause, RecordError):  # could not be encoded
+                self._record_failed(ev.record, letter.cause, self._acker(letter))
+            else:
+                self._gameball_rejected(ev, letter.cause, self._acker(letter))  # type: ignore[arg-type]
         if delivery.abandoned:
             n = sum(len(i.events) for i in delivery.abandoned)
             log.warning(
                 "delivery abandoned at shutdown or revoke; will be re-read", extra={"events": n}
             )
-        self._window.complete(delivery.batch, self._clock())
 
     # --- bad records and dead letters ---------------------------------------------------
 
-    def _record_failed(self, record: RecordLike, err: RecordError, ticket: Any = None) -> None:
+    def _record_failed(self, record: RecordLike, err: RecordError,
+                       done: Callable[[], None]) -> None:
         topic = str(record.topic())
         self._m.records_failed.labels(topic, err.stage, err.reason).inc()
         self._quiet_log.warn(
@@ -480,11 +466,9 @@ class Pipeline:
             stage=err.stage, reason=err.reason, detail=err.detail, route=err.route,
         )
         headers = error_headers(record, err.stage, err.reason, err.detail, err.route)
-        offset = record.offset()
-        done = None if ticket is None else (lambda: ticket.ack(offset))
-        self._dead_letter(record, err.reason, headers, str(err), done=done)
+        self._bad.handle(record, headers, done)
 
-    def _gameball_rejected(self, ev: Event, answer: Answer) -> None:
+    def _gameball_rejected(self, ev: Event, answer: Answer, done: Callable[[], None]) -> None:
         body = answer.body or {}
         # The data was to blame only if Gameball's last answer says so; anything else
         # (408, 429, 5xx, no answer) means `retry.max_attempts` ran out.
@@ -503,11 +487,7 @@ class Pipeline:
                 "event": ev.name,
             },
         )
-        ticket = ev.ticket
-        offset = ev.record.offset()
-        self._dead_letter(
-            ev.record, reason, headers, answer.describe(), done=lambda: ticket.ack(offset)
-        )
+        self._bad.handle(ev.record, headers, done)
 
     def _job_done(self, status: str, failed: int) -> None:
         """Job tracker threads: a tracked job ended."""
@@ -542,36 +522,13 @@ class Pipeline:
             )
             self._bad.handle(ev.record, headers, lambda: None, committed=True)
 
-    def _dead_letter(
-        self,
-        record: RecordLike,
-        reason: str,
-        headers: list[tuple[str, bytes]],
-        why: str,
-        done: Callable[[], None] | None = None,
-    ) -> None:
-        """Hand a record to `dead_letter.on_error` (badrecords.py); `done` acks it."""
-        topic = str(record.topic())
-        offset = record.offset()
-        if done is None:
-            part = self._tracker.get(topic, int(record.partition() or 0))
-
-            def done() -> None:
-                part.ack(offset)  # type: ignore[arg-type]
-
-        self._bad.handle(record, headers, done)
-
     def _hold(self) -> None:
         """Partitions stopped at a bad record: paused, and nothing after it is sent."""
         self._bad.new_holds = False
         for topic, partition in self._bad.halted:
             if (topic, partition) in self._source.assigned:
                 self._source.hold(topic, partition)
-        held_past = self._bad.held_past
-        self._window.discard(
-            lambda ev: held_past(str(ev.record.topic()), int(ev.record.partition() or 0),
-                                 int(ev.record.offset() or 0))
-        )
+        self.core.discard_past(self._bad.halted)
 
     # --- backpressure, commits ------------------------------------------------------------
 
@@ -583,7 +540,7 @@ class Pipeline:
         on polling to stay in the group. A pause throws librdkafka's prefetch away, so
         short waits (customers in flight at the rate limit) must not cause one.
         """
-        buffered = self._window.buffered
+        buffered = self.core.buffered
         bound = self._s.batch.max_buffered_events
         held = self._held_back()
         if not held:
@@ -596,11 +553,11 @@ class Pipeline:
             n = self._source.pause_all()
             log.info(
                 "paused partitions: Gameball is not keeping up",
-                extra={"buffered": buffered, "partitions": n, "inflight": self._inflight,
+                extra={"buffered": buffered, "partitions": n, "inflight": self.core.in_flight,
                        "dead_letter_pending": self._bad.pending},
             )
         elif (
-            self._paused and not self._blocked() and buffered <= bound // 2
+            self._paused and not self.core.blocked() and buffered <= bound // 2
             and self._bad.pending <= self._s.dead_letter.max_pending // 2
             and not self._outage.active
         ):
@@ -613,42 +570,46 @@ class Pipeline:
         """Commit moved offsets. Synchronous commits (revoke, shutdown) also repeat offsets
         whose asynchronous commit is unconfirmed: it may still fail after the revoke. What
         stays unconfirmed is counted when its partition leaves (`_on_revoke`)."""
-        offsets = self._tracker.to_commit(unconfirmed=not asynchronous)
+        core = self.core
+        offsets = core.commits(unconfirmed=not asynchronous)  # marked as handed
         if only is not None:
             wanted = set(only)
+            for t, p, _o in offsets:
+                if (t, p) not in wanted:
+                    core.commit_failed(t, p)  # not handed now: hand it next time
             offsets = [o for o in offsets if (o[0], o[1]) in wanted]
         if not offsets:
             return
-        for t, p, o in offsets:
-            self._tracker.mark_committed(t, p, o)
         if asynchronous:
             self._source.commit_async(offsets)  # answered in _on_commit, on this thread
             return
         confirmed = self._source.commit_sync(offsets)
         for t, p, o in offsets:
             if (t, p) in confirmed:
-                self._tracker.confirm(t, p, o)
+                core.confirmed(t, p, o)
                 self._m.committed_offset.labels(t, str(p)).set(o)
+            else:
+                core.commit_failed(t, p)
         self._m.commits.labels("ok" if len(confirmed) == len(offsets) else "failed").inc()
 
     def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         self._m.commits.labels("failed" if err is not None else "ok").inc()
         if err is not None:
             log.warning("asynchronous commit failed", extra={"error": str(err)})
+        core = self.core
         for tp in parts:
-            part = self._tracker.find(tp.topic, tp.partition)
             if err is None and tp.error is None and tp.offset >= 0:
-                if part is not None:
-                    part.confirm(tp.offset)
+                core.confirmed(tp.topic, tp.partition, tp.offset)
+                if core.committable(tp.topic, tp.partition) is not None:  # still ours
                     self._m.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
-            elif part is not None:
-                part.committed = None  # try again at the next commit
+            else:
+                core.commit_failed(tp.topic, tp.partition)  # try again at the next commit
 
     # --- rebalance ------------------------------------------------------------------------
 
     def _on_assign(self, parts: Partitions) -> None:
         for topic, partition in parts:
-            self._tracker.assign(topic, partition)
+            self.core.assign(topic, partition)
         self._m.rebalances.labels("assign").inc()
         self._after_rebalance()
         if self._paused or self._outage.active:
@@ -657,34 +618,30 @@ class Pipeline:
 
     def _on_revoke(self, parts: Partitions, lost: bool) -> None:
         self._m.rebalances.labels("lost" if lost else "revoke").inc()
-        left = [w for w in (self._tracker.find(t, p) for t, p in parts) if w is not None]
         halted = self._bad.halted
+        core = self.core
         if not lost:
             if not self._health.stopping:  # shutdown has drained already, bounded once
                 # A SIGTERM during this drain ends it with the shutdown's drain time.
                 budget = self._budget
+                mine = [p for p in parts if p not in halted]
                 self._drain(
-                    lambda: budget.drain_over() or all(
-                        w.outstanding() == 0 for w in left if (w.topic, w.partition) not in halted
-                    ),
+                    lambda: budget.drain_over() or core.undone(mine) == 0,
                     self._s.shutdown.drain_seconds,
                 )
             self._commit(asynchronous=False, only=parts)
-        unconfirmed = sum(w.unconfirmed() for w in left)
-        undone = sum(w.undone() for w in left)
-        spans = [w.span() for w in left]
         self._outage.forget(parts)
         for topic, partition in parts:
-            self._tracker.revoke(topic, partition)
             for gauge in (self._m.consumer_lag, self._m.committed_offset):
                 with contextlib.suppress(KeyError):  # never set for this partition
                     gauge.remove(topic, str(partition))
-        dropped = self._window.discard(lambda ev: bool(ev.ticket.revoked))
+        gone = core.revoke(parts)
+        unconfirmed, dropped, spans = gone.unconfirmed, gone.dropped, gone.spans
         self._bad.release(parts)
         # Zero after a drained revoke whose commit landed. Otherwise the next owner
         # re-sends what was accepted since the last confirmed commit, and requests still
         # under way (undone, not in the window) may be accepted after we let go.
-        possible = unconfirmed + max(0, undone - dropped)
+        possible = unconfirmed + gone.in_flight
         if possible:
             self._m.possible_duplicates.inc(possible)
             log.warning(
@@ -754,22 +711,23 @@ class Pipeline:
         (docs/delivery.md, "Shutdown budget")."""
         self._health.stopping = True
         budget = self._budget
+        core = self.core
         budget.begin()  # already begun by the signal; else (a failure) from now
         # Requests sent from now on wait for an answer until the drain is over, no longer.
         self._client.set_deadline(budget.drain_deadline())
         # While Gameball refuses the credentials nothing in flight can finish: do not wait.
         drain = 0.0 if self._health.auth_failing else budget.left(budget.drain_deadline())
         drained = self._drain(
-            lambda: self._inflight == 0 and self._window.is_empty() and self._bad.pending == 0,
+            lambda: core.in_flight == 0 and core.waiting == 0 and self._bad.pending == 0,
             drain,
         )
         if not drained:
             log.warning(
                 "drain time over: abandoning what is still in flight",
-                extra={"inflight": self._inflight, "buffered": self._window.buffered},
+                extra={"inflight": self.core.in_flight, "buffered": self.core.buffered},
             )
             self._abandon.set()
-            self._drain(lambda: self._inflight == 0, ABANDON_S, send=False)
+            self._drain(lambda: core.in_flight == 0, ABANDON_S, send=False)
             self._left_in_flight()
         self._executor.shutdown(wait=False, cancel_futures=True)
         closing = budget.close_phase()
@@ -803,13 +761,13 @@ class Pipeline:
 
     def _left_in_flight(self) -> None:
         """After the abandon: requests still inside an HTTP read are left to the exit."""
-        if not self._inflight:
+        if not self.core.in_flight:
             return
         log.warning(
             "requests still under way at exit: Gameball may store them and the next "
             "owner sends them again (counted as possible duplicates when the partitions "
             "are revoked)",
-            extra={"requests": self._inflight, "events": self._inflight_events},
+            extra={"requests": self.core.in_flight, "events": self.core.in_flight_events},
         )
 
     # --- librdkafka callbacks ---------------------------------------------------------------

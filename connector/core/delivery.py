@@ -318,6 +318,16 @@ class DeliveryCore:
             self._first_at = None
         return Revoked(dropped, unconfirmed, max(0, undone - dropped), spans)
 
+    def discard_past(self, held: dict[tuple[str, int], int]) -> int:
+        """Drop waiting events above each partition's offset in `held` (the shell holds
+        a partition at a bad record: nothing past it is sent). They stay pending, so no
+        commit passes them; returns how many were dropped."""
+        dropped = self._window.discard(set(), past=held)
+        self.buffered -= dropped
+        if not self._window.ready:
+            self._first_at = None
+        return dropped
+
     def _forget(self, part: PartitionState) -> None:
         self.exposed -= part.exposed
         for seg in part.segments:

@@ -125,12 +125,18 @@ class CustomerWindow:
         busy = self.busy
         return {queue[0][0] for cid, queue in self.queues.items() if cid not in busy}
 
-    def discard(self, dropped: set[tuple[str, int]]) -> int:
-        """Remove waiting events of the given partitions; returns how many."""
+    def discard(self, dropped: set[tuple[str, int]],
+                past: dict[tuple[str, int], int] | None = None) -> int:
+        """Remove waiting events of the given partitions, or (`past`) those of a
+        partition above an offset; returns how many."""
         removed = 0
         for cid in list(self.queues):
             queue = self.queues[cid]
-            kept = [e for e in queue if (e[0].topic, e[0].partition) not in dropped]
+            if past is None:
+                kept = [e for e in queue if (e[0].topic, e[0].partition) not in dropped]
+            else:
+                kept = [e for e in queue
+                        if e[1][0] <= past.get((e[0].topic, e[0].partition), e[1][0])]
             gone = len(queue) - len(kept)
             if not gone:
                 continue

@@ -34,9 +34,10 @@ class Commits:
 
 
 def take(b: Built) -> Batch:
-    batch = b.pipeline._window.take(time.monotonic() + 60, force=True)
-    assert batch is not None
-    return batch
+    """The pipeline's next batch, as its dispatch hands it to a sender thread."""
+    cut = b.pipeline.core.next_batch(time.monotonic() + 60, force=True)
+    assert cut is not None
+    return b.pipeline.requests.send(cut)
 
 
 def accept_three(b: Built) -> None:
@@ -78,8 +79,8 @@ def test_lost_partitions_count_accepted_and_in_flight_events_not_the_buffered(
     assert warning.__dict__["accepted_uncommitted"] == 3
     assert warning.__dict__["in_flight"] == 1
     assert warning.__dict__["offsets"] == ["orders[0]@?-3"]
-    assert b.pipeline._window.is_empty() is False  # record 3's batch is still out
-    assert b.pipeline._window.waiting() == 0  # record 4 was dropped for the next owner
+    assert b.pipeline.core.in_flight == 1  # record 3's batch is still out
+    assert b.pipeline.core.waiting == 0  # record 4 was dropped for the next owner
 
 
 def test_a_confirmed_commit_leaves_nothing_to_count() -> None:
@@ -92,26 +93,32 @@ def test_a_confirmed_commit_leaves_nothing_to_count() -> None:
 
 
 def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events() -> None:
-    """In flight plus accepted-above-the-commit-point stays below the limit, counting the
-    batch about to go; with nothing in flight one batch may always go."""
+    """In flight plus accepted-but-not-confirmed-as-committed stays within the limit,
+    counting the batch about to go; accepted events count until the broker confirms a
+    commit past them (docs/core.md, "Crash exposure")."""
     b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}")
     p = b.pipeline
-    assert p._can_send()  # nothing in flight
-    p._inflight, p._inflight_events = 1, 10
-    assert p._can_send()  # 10 + a batch of 10 <= 25
-    p._inflight, p._inflight_events = 2, 20
-    assert not p._can_send()  # 20 + 10 would pass 25, although 6 senders are free
+    commits = Commits(b, confirm=True)
+    later = time.monotonic() + 60
     p._on_assign([("orders", 0)])
-    p._inflight, p._inflight_events = 1, 0
     p._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
-    first, second = take(b), take(b)
-    p._completed(Delivery(second, accepted=[(second.items, None)]))  # above record 0..9
-    assert p._tracker.exposure() == 10
-    p._inflight_events = 10  # the first batch still in flight
-    assert not p._can_send()
+    first = take(b)
+    assert first.event_count == 10
+    # 10 in flight + 10 more would pass 25 less the reserve, although 7 senders are free
+    assert p.core.next_batch(later, force=True) is None
     p._completed(Delivery(first, accepted=[(first.items, None)]))
-    p._inflight_events = 0
-    assert p._tracker.exposure() == 0 and p._can_send()
+    p._commit(asynchronous=True)  # handed, not confirmed: still what a kill re-sends
+    assert p.core.exposure == 10
+    head = take(b)  # only the oldest unfinished records may go: they free the commit
+    assert [item.customer_id for item in head.items] == ["c10", "c11"]
+    assert p.core.next_batch(later, force=True) is None
+    p._completed(Delivery(head, accepted=[(head.items, None)]))
+    assert p.core.exposure == 12
+    p._commit(asynchronous=True)
+    assert commits.calls == [("async", [("orders", 0, 6)]), ("async", [("orders", 0, 12)])]
+    p._on_commit(None, [TopicPartition("orders", 0, 12)])  # the broker stored it
+    assert p.core.exposure == 0
+    assert take(b).event_count == 10
 
 
 def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_second() -> None:
@@ -124,7 +131,7 @@ def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_seco
     p._source.resume_all = lambda: calls.append("resume") or 1  # type: ignore[method-assign]
     p._on_assign([("orders", 0)])
     p._ingest([rec(i, {"type": "order", "customer": "c1", "id": i}) for i in range(6)])
-    assert p._held_back() and not p._blocked()  # 6 buffered, no full batch
+    assert p._held_back() and not p.core.blocked()  # 6 buffered, no full batch
     p._backpressure(100.0)
     p._backpressure(100.9)
     assert calls == []  # held back, not yet paused

@@ -429,9 +429,10 @@ class Pipeline:
     def _completed(self, delivery: Delivery) -> None:
         batch, rejected, abandoned, letter_events = self.requests.outcome(delivery)
         out = self.core.complete(batch, self._clock(), rejected, abandoned)
-        if out.accepted:
-            self._accepted_events += out.accepted
-            self._m.events_accepted.labels(self._endpoint).inc(out.accepted)
+        accepted = out.accepted + out.ignored  # ignored: accepted after a revoke
+        if accepted:
+            self._accepted_events += accepted
+            self._m.events_accepted.labels(self._endpoint).inc(accepted)
             if out.oldest_ms is not None:
                 self._m.end_to_end.observe(max(0.0, time.time() - out.oldest_ms / 1000))
         jobs = self._jobs
@@ -701,6 +702,8 @@ class Pipeline:
                 return False
             self._health.beat()
             if send:
+                if self.core.awaiting_confirmation():  # the crash budget waits for it
+                    self._commit(asynchronous=False)
                 self._dispatch(now, force=True)
             self._collect(wait=0.05)
             self._bad.poll()

@@ -2,7 +2,7 @@
 
 A segment holds at most `size` events, in offset order; a record's events are never
 split (a record with more events than `size` is a segment of its own) and a bad record
-counts as one event. Segment `end`s meet the next segment's `first`, and the last one
+counts as one event and starts a segment. Segment `end`s meet the next segment's `first`, and the last one
 ends at last read + 1, so a commit at a segment boundary passes only finished records.
 """
 
@@ -61,7 +61,9 @@ def _mixed(rows: Sequence[Row], failed: list[int], last: int, size: int) -> list
                 j += 1
             unit, bad, i = rows[i:j], [], j
         held = len(seg_rows) + len(seg_failed)
-        if held and held + len(unit) + len(bad) > size:
+        # A bad record starts a segment: held at it (on_error: stop), its partition
+        # still commits every record before it.
+        if held and (bad or held + len(unit) + len(bad) > size):
             out.append((first, offset, seg_rows, seg_failed))
             seg_rows, seg_failed = [], []
         if not seg_rows and not seg_failed:

@@ -226,9 +226,10 @@ def test_bad_records_are_cut_into_segments_with_the_rows_in_offset_order() -> No
     letters = c.ingest([Run(T, 0, [row(0, "a"), row(2, "b"), row(3, "c")], failed=[1])], 0.0)
     batch = c.next_batch(0.0, force=True)
     assert batch is not None
-    assert sorted((s.first, s.end, s.events) for s in batch.counts) == [(0, 2, 2), (2, 4, 2)]
+    assert sorted((s.first, s.end, s.events) for s in batch.counts) == [
+        (0, 1, 1), (1, 3, 2), (3, 4, 1)]
     c.complete(batch, 0.0)
-    assert c.commits() == [(T, 0, 0)]  # the bad record 1 shares the first segment
+    assert c.commits() == [(T, 0, 1)]  # the bad record 1 starts a segment: record 0 commits
     c.dead_lettered(letters[0])
     assert c.commits() == [(T, 0, 4)]
 
@@ -248,4 +249,5 @@ def test_segments_meet_end_to_first_and_never_split_a_record() -> None:
     assert cut == [(0, 5, [0, 2, 2, 2], []), (5, 7, [5], [])]  # record 2 kept whole
     mixed = [(first, end, [r[0] for r in seg_rows], bad)
              for first, end, seg_rows, bad in spans(rows, [4, 1], 6, 2)]
-    assert mixed == [(0, 2, [0], [1]), (2, 4, [2, 2, 2], []), (4, 7, [5], [4])]
+    # a bad record starts a segment: what precedes it commits even if it never ends
+    assert mixed == [(0, 1, [0], []), (1, 2, [], [1]), (2, 4, [2, 2, 2], []), (4, 7, [5], [4])]

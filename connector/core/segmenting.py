@@ -1,9 +1,10 @@
 """Where one consumed run is cut into segments (pure functions; `DeliveryCore.ingest`).
 
 A segment holds at most `size` events, in offset order; a record's events are never
-split (a record with more events than `size` is a segment of its own) and a bad record
-counts as one event and starts a segment. Segment `end`s meet the next segment's `first`, and the last one
-ends at last read + 1, so a commit at a segment boundary passes only finished records.
+split (a record with more events than `size` is a segment of its own); a bad record
+counts as one event and starts a segment. Segment `end`s meet the next segment's
+`first`, and the last one ends at last read + 1, so a commit at a segment boundary
+passes only finished records.
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ class BatchSettings(_Model):
     max_in_flight: int = Field(default=8, ge=1, le=64)
     # Events held in memory (windows, waiting, in flight) before partitions are paused.
     max_buffered_events: int = Field(default=20_000, ge=1)
-    # What a crash may send again: events in flight plus events accepted above their
-    # partition's committable offset. None: 3 x max_in_flight x max_items (why: the
+    # What a crash may send again: events in flight plus events accepted that no
+    # confirmed commit covers (connector/core/, docs/core.md). None: 3 x max_in_flight x max_items (why: the
     # customer rule interleaves batches' offsets; docs/delivery.md, docs/benchmarks.md).
     max_resend_events: int | None = Field(default=None, ge=1)
 

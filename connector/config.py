@@ -139,8 +139,9 @@ class BatchSettings(_Model):
     # Events held in memory (windows, waiting, in flight) before partitions are paused.
     max_buffered_events: int = Field(default=20_000, ge=1)
     # What a crash may send again: events in flight plus events accepted that no
-    # confirmed commit covers (connector/core/, docs/core.md). None: 3 x max_in_flight x max_items (why: the
-    # customer rule interleaves batches' offsets; docs/delivery.md, docs/benchmarks.md).
+    # confirmed commit covers (connector/core/, docs/core.md). None: 3 x max_in_flight x
+    # max_items (why: the customer rule interleaves batches' offsets; docs/delivery.md,
+    # docs/benchmarks.md).
     max_resend_events: int | None = Field(default=None, ge=1)
 
     @property

@@ -251,3 +251,19 @@ def test_segments_meet_end_to_first_and_never_split_a_record() -> None:
              for first, end, seg_rows, bad in spans(rows, [4, 1], 6, 2)]
     # a bad record starts a segment: what precedes it commits even if it never ends
     assert mixed == [(0, 1, [0], []), (1, 2, [], [1]), (2, 4, [2, 2, 2], []), (4, 7, [5], [4])]
+
+
+def test_discard_past_drops_waiting_events_after_a_held_record_and_commits_stop_there() -> None:
+    c = core(max_items=5)
+    c.assign(T, 1)
+    letters = c.ingest([Run(T, 0, [row(0, "a"), row(2, "b"), row(3, "a")], failed=[1]),
+                        Run(T, 1, [row(0, "c")])], 0.0)
+    assert [letter.offset for letter in letters] == [1]
+    assert c.discard_past({(T, 0): 1}) == 2  # records 2 and 3 of partition 0
+    assert c.waiting == 2 and c.buffered == 2
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None and sent(batch) == [("a", [0]), ("c", [0])]
+    c.complete(batch, 0.0)
+    # the held record never ends (on_error: stop): partition 0 commits up to it only
+    assert sorted(c.commits()) == [(T, 0, 1), (T, 1, 1)]
+    assert c.undone([(T, 0)]) == 3 and c.waiting == 0

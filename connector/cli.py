@@ -195,17 +195,23 @@ def watch_signals(budget: ShutdownBudget) -> None:
     """SIGTERM/SIGINT start `budget` from a thread of their own (called by `cmd_run` before
     any other thread exists, so that every later thread inherits the blocked mask)."""
     wanted = {signal.SIGTERM, signal.SIGINT}
+
+    def stop(signum: int) -> None:
+        if budget.begin():
+            log.info(
+                "stopping: draining in-flight requests",
+                extra={"signal": signal.Signals(signum).name, "bound_seconds": budget.bound},
+            )
+
+    # A thread that existed before this call (an embedding program's) does not block them:
+    # a signal delivered there runs this handler instead of the default exit (exit -15).
+    for signum in wanted:
+        signal.signal(signum, lambda received, _frame: stop(received))
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
 
     def wait() -> None:
         while True:
-            signum = signal.sigwait(wanted)
-            if budget.begin():
-                log.info(
-                    "stopping: draining in-flight requests",
-                    extra={"signal": signal.Signals(signum).name,
-                           "bound_seconds": budget.bound},
-                )
+            stop(signal.sigwait(wanted))
 
     threading.Thread(target=wait, name="signals", daemon=True).start()
 

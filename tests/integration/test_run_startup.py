@@ -71,3 +71,49 @@ def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
     dev_only = ("connector.sandbox", "connector.demo", "connector.dryrun",
                 "connector.localbroker", "connector.redrive")
     assert [m for m in modules if m.startswith(dev_only)] == []
+
+
+# A thread started before `main()` (an embedding program's) does not block SIGTERM: the
+# signal sent to it must stop the connector as gracefully as one sent to the process.
+EARLY_THREAD_SCRIPT = """
+import signal, sys, threading
+from connector import cli
+
+def early():
+    sys.stdin.readline()
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=early, daemon=True).start()
+sys.exit(cli.main(["run", "--config", sys.argv[1]]))
+"""
+
+
+def test_sigterm_reaching_a_thread_older_than_main_stops_it_cleanly(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    topic, group = unique("early"), unique("g-early")
+    broker.create_topics([topic], partitions=1)
+    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, group)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EARLY_THREAD_SCRIPT, str(path)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")),
+                              daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_until(lambda: any(b'"connector started"' in line for line in lines), 30,
+                   "the connector to start")
+        assert proc.stdin is not None
+        proc.stdin.write(b"stop\n")  # the early thread sends SIGTERM to itself
+        proc.stdin.flush()
+        assert proc.wait(30) == 0, b"".join(lines)[-3000:]  # not -15: the default action
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert any(b'"stopping: draining in-flight requests"' in line for line in lines)

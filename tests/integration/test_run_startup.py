@@ -4,11 +4,13 @@ loads neither the sandbox nor the demo: a running connector is asked for its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -33,9 +35,13 @@ sys.exit(cli.main(["run", "--config", sys.argv[1]]))
 """
 
 
-def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
-    broker: LocalBroker, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def started(broker: LocalBroker, tmp_path: Path, script: str) -> Iterator[
+    tuple[subprocess.Popen[bytes], list[bytes]]
+]:
+    """`script` (which runs `cli.main(["run", ...])`) against a fresh topic, once it has
+    logged "connector started": the process and its output lines so far (still growing).
+    Killed at the end if still running."""
     topic, group = unique("lean"), unique("g-lean")
     broker.create_topics([topic], partitions=1)
     config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, group)
@@ -43,7 +49,7 @@ def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(path)], stdin=subprocess.PIPE,
+        [sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
     lines: list[bytes] = []
@@ -53,6 +59,17 @@ def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
     try:
         wait_until(lambda: any(b'"connector started"' in line for line in lines), 30,
                    "the connector to start")
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    with started(broker, tmp_path, SCRIPT) as (proc, lines):
         assert proc.stdin is not None
         proc.stdin.write(b"modules?\n")
         proc.stdin.flush()
@@ -62,10 +79,6 @@ def test_a_started_run_has_not_imported_the_sandbox_or_the_demo(
         )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, b"".join(lines)[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     modules = orjson.loads(found.removeprefix(b"MODULES "))
     assert "connector.pipeline" in modules and "confluent_kafka" in modules  # it did start
     dev_only = ("connector.sandbox", "connector.demo", "connector.dryrun",
@@ -91,29 +104,9 @@ sys.exit(cli.main(["run", "--config", sys.argv[1]]))
 def test_sigterm_reaching_a_thread_older_than_main_stops_it_cleanly(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    topic, group = unique("early"), unique("g-early")
-    broker.create_topics([topic], partitions=1)
-    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, group)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", EARLY_THREAD_SCRIPT, str(path)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-    )
-    lines: list[bytes] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")),
-                              daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    try:
-        wait_until(lambda: any(b'"connector started"' in line for line in lines), 30,
-                   "the connector to start")
+    with started(broker, tmp_path, EARLY_THREAD_SCRIPT) as (proc, lines):
         assert proc.stdin is not None
         proc.stdin.write(b"stop\n")  # the early thread sends SIGTERM to itself
         proc.stdin.flush()
         assert proc.wait(30) == 0, b"".join(lines)[-3000:]  # not -15: the default action
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert any(b'"stopping: draining in-flight requests"' in line for line in lines)

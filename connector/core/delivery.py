@@ -220,9 +220,11 @@ class DeliveryCore:
 
     def complete(self, batch: Batch, now: float, rejected: Sequence[tuple[Item, object]] = (),
                  abandoned: Sequence[Item] = ()) -> Completion:
-        """A sent batch ended: every item accepted unless listed as rejected, with its
-        cause (to be dead-lettered: returned as tickets carrying the cause), or abandoned
-        (shutdown or revoke cut it short: stays undone). `sender.Delivery`'s lists fit."""
+        """A sent batch ended: every event accepted unless an item listed as rejected
+        holds it, with its cause (to be dead-lettered: returned as tickets carrying the
+        cause and the row's payload), or an abandoned one (shutdown or revoke cut it
+        short: stays undone). Listed items may be new ones holding some of a batch item's
+        entries; each entry at most once. `sender.Delivery`'s lists fit."""
         self.in_flight -= 1
         self.in_flight_events -= batch.events
         self.buffered -= batch.events
@@ -236,7 +238,7 @@ class DeliveryCore:
             for item, cause in rejected:
                 for seg, row in item.entries:
                     if not seg.dropped:
-                        out.letters.append(Letter(seg, row[0], row[1], row[2], cause))
+                        out.letters.append(Letter(seg, row[0], row[1], row[2], cause, row[3]))
             self.dead_letters_pending += len(out.letters)
         parts = self._parts
         for seg, n in counts.items():
@@ -250,13 +252,13 @@ class DeliveryCore:
         self.exposed += out.accepted
         if out.accepted:
             oldest = _NO_TS
-            skip = {id(i) for i in (*(i for i, _ in rejected), *abandoned)}
+            # by row: the shell may list new items holding some of a batch item's entries
+            skip = {id(row) for i in (*(i for i, _ in rejected), *abandoned)
+                    for _seg, row in i.entries}
             for item in batch.items:
-                if skip and id(item) in skip:
-                    continue
                 for _seg, row in item.entries:
                     ts = row[4]
-                    if 0 <= ts < oldest:
+                    if 0 <= ts < oldest and not (skip and id(row) in skip):
                         oldest = ts
             if oldest != _NO_TS:
                 out.oldest_ms = oldest

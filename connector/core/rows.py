@@ -131,18 +131,21 @@ class Letter:
     """A dead-letter ticket: which record to copy (topic, partition, offset), and who.
 
     The shell copies the record's original bytes (kept or re-read by offset) and calls
-    `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy.
+    `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy. A letter
+    of a rejected item carries its row's `payload` (the shell's own object: the pipeline
+    finds the record there); a letter of a `failed` record of `ingest` has None.
     """
 
-    __slots__ = ("cause", "customer_id", "name", "offset", "segment")
+    __slots__ = ("cause", "customer_id", "name", "offset", "payload", "segment")
 
     def __init__(self, segment: Segment, offset: int, customer_id: str | None = None,
-                 name: str | None = None, cause: object = None) -> None:
+                 name: str | None = None, cause: object = None, payload: Any = None) -> None:
         self.segment = segment
         self.offset = offset
         self.customer_id = customer_id
         self.name = name
         self.cause = cause  # what the shell passed with the rejected item (its Answer)
+        self.payload = payload  # the rejected row's payload (row[3])
 
     @property
     def topic(self) -> str:

@@ -110,6 +110,7 @@ def test_rejected_items_become_dead_letter_tickets_and_hold_the_commit_until_ack
     assert (letter.topic, letter.partition, letter.offset, letter.customer_id, letter.name) == (
         T, 0, 1, "b", "visit")
     assert letter.cause == "400" and bad.refs() == [(T, 0, 1, "visit")]
+    assert letter.payload == {"o": 1}  # the row's payload: the shell finds its record there
     assert c.commits() == [(T, 0, 0)]  # both records are one segment: it waits for the copy
     c.dead_lettered(letter)
     assert c.commits() == [(T, 0, 2)]
@@ -267,3 +268,42 @@ def test_discard_past_drops_waiting_events_after_a_held_record_and_commits_stop_
     # the held record never ends (on_error: stop): partition 0 commits up to it only
     assert sorted(c.commits()) == [(T, 0, 1), (T, 1, 1)]
     assert c.undone([(T, 0)]) == 3 and c.waiting == 0
+
+
+def test_a_handed_commit_is_handed_again_until_confirmed_and_a_revoke_reports_it() -> None:
+    """Ported from the offset tracker's tests: an asynchronous commit still under way at
+    revoke may fail after it (tansu answers ILLEGAL_GENERATION during rebalances), so
+    `commits(unconfirmed=True)` hands it again; plain `commits()` reports only moved
+    partitions."""
+    c = core(max_items=5, segment_events=1)
+    c.assign(T, 1)
+    c.ingest([Run(T, 0, [row(0, "a"), row(1, "b")]), Run(T, 1, [], skipped=[0])], 0.0)
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None
+    c.complete(batch, 0.0)
+    assert sorted(c.commits()) == [(T, 0, 2), (T, 1, 1)]  # handed, not confirmed
+    assert c.commits() == []  # nothing moved since
+    assert sorted(c.commits(unconfirmed=True)) == [(T, 0, 2), (T, 1, 1)]
+    c.confirmed(T, 1, 1)
+    assert c.commits(unconfirmed=True) == [(T, 0, 2)]
+    report = c.revoke([(T, 0)])
+    assert (report.unconfirmed, report.spans) == (2, [f"{T}[0]@?-2"])  # both come again
+
+
+def test_ready_events_leave_out_customers_in_flight_until_their_batch_ends() -> None:
+    """Ported from the window's tests: a busy customer's events wait (not ready, so no
+    batch is due for them) and leave first once its batch ends."""
+    c = core(max_items=3, linger_s=0.5, segment_events=10)
+    c.ingest([Run(T, 0, [row(0, "c1")])], 0.0)
+    first = c.next_batch(0.0, force=True)
+    assert first is not None
+    c.ingest([Run(T, 0, [row(1, "c1"), row(2, "c2"), row(3, "c2", "visit"), row(4, "c3")])],
+             1.0)
+    assert (c.ready, c.waiting, c.buffered) == (3, 4, 5)  # c1's event is held
+    assert c.due_in(1.2) == 0.0  # three ready events: a full batch is due
+    second = c.next_batch(1.2)
+    assert second is not None and sent(second) == [("c2", [2, 3]), ("c3", [4])]
+    c.complete(first, 2.0)
+    assert (c.ready, c.waiting) == (1, 1)
+    third = c.next_batch(2.0, force=True)
+    assert third is not None and sent(third) == [("c1", [1])]

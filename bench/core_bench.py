@@ -1,24 +1,21 @@
-"""Delivery bookkeeping per event: `DeliveryCore` against today's Windower + OffsetTracker.
+"""Delivery bookkeeping per event: `DeliveryCore` on the loop thread's work.
 
-Run: `python -m bench.core_bench [--events N] [--customers C] [--repeats K]`. Both paths
-get the same already-mapped events (what the mapper hands the loop: `Event`s with their
-record for today's path, `Run`s of row tuples for the core; built before timing) in
-consumed chunks of 1,000 records (runs of 200 of one partition, 6 partitions), and each
-does the loop thread's work with Gameball accepting every request at once:
+Run: `python -m bench.core_bench [--events N] [--customers C] [--repeats K]`. Every path
+gets the same already-mapped events (`Run`s of row tuples, built before timing) in
+consumed chunks of 1,000 records (runs of 200 of one partition, 6 partitions), and does
+the loop thread's work with Gameball accepting every request at once: `ingest`,
+`next_batch`, `complete`, `commits` + `confirmed` once a chunk. Then:
 
-- today: per record `tracker.get` once a run and `read`, `ticket`, `Windower.add_many`;
-  per dispatch `OffsetTracker.exposure` (the `_can_send` check) and `take`; per event
-  `ticket.ack(offset)` and the timestamp (as `Pipeline._completed`); `complete`;
-  `to_commit` + `mark_committed` + `confirm` once a chunk;
-- core: `ingest`, `next_batch`, `complete`, `commits` + `confirmed` once a chunk;
-- both again fed from the consumed messages (`from_messages`): today's `_ingest` loop
-  against `map_chunk`, which builds the row tuples inside the timing (the mapper does
-  not emit rows yet; an identity lookup of the `Event`s stands in for it).
+- fed from the consumed messages (`map_chunk` builds the row tuples inside the timing;
+  an identity lookup of `Event`s built before timing stands in for the mapper);
+- with the request bodies' encoding: `Batch.body` over metadata dicts, over metadata
+  pre-encoded as `orjson.Fragment` (the encoding itself not timed), and the sender's
+  `gameball.encode_request` over rows whose payload is the mapped `Event` (what the
+  pipeline sends today).
 
-Only public methods are called. Prints CPU (time.process_time) per event, best of K,
-without and with the request bodies' encoding (`encode_batch` vs `Batch.body`, metadata
-as dicts for both; then the core with metadata pre-encoded by the mapper as
-`orjson.Fragment`, the encoding itself not timed).
+Only public methods are called. Prints CPU (time.process_time) per event, best (median)
+of K. The "today" paths this compared against (`Windower` + `OffsetTracker`, per-event
+acks) were removed with those modules; their last figures are in docs/core.md (history).
 """
 
 from __future__ import annotations
@@ -34,10 +31,8 @@ from typing import Any
 import orjson
 
 from connector.core import CoreSettings, DeliveryCore, Run, map_chunk
-from connector.gameball import encode_batch
-from connector.offsets import OffsetTracker
+from connector.gameball import encode_request
 from connector.records import Event, SourceRecord
-from connector.window import Windower
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -69,55 +64,9 @@ def chunks(n: int) -> list[range]:
     return [range(i, min(i + CONSUME_BATCH, n)) for i in range(0, n, CONSUME_BATCH)]
 
 
-def today(data: Data, encode: bool) -> Callable[[], int]:
-    now_ms = int(time.time() * 1000)
-    events = [Event(cid, name, meta, SourceRecord(TOPIC, None, p, off, timestamp_ms=now_ms))
-              for p, off, cid, name, meta in data]
-
-    def work() -> int:
-        tracker = OffsetTracker()
-        window = Windower(MAX_ITEMS, 0.0)
-        done = 0
-        for chunk in chunks(len(events)):
-            last_p, part = -1, None
-            mapped = []
-            for i in chunk:
-                ev = events[i]
-                rec = ev.record
-                p = rec.partition()
-                if p != last_p or part is None:
-                    part = tracker.get(TOPIC, p)
-                    last_p = p
-                part.read(rec.offset(), 1)
-                ev.ticket = part
-                mapped.append(ev)
-            window.add_many(mapped, 0.0)
-            while True:
-                tracker.exposure()  # Pipeline._can_send
-                batch = window.take(0.0, True)
-                if batch is None:
-                    break
-                if encode:
-                    encode_batch(batch)
-                oldest = 1 << 62
-                for item in batch.items:  # Pipeline._completed's per-event loop
-                    for e in item.events.values():
-                        r = e.record
-                        e.ticket.ack(r.offset())
-                        kind, ts = r.timestamp()
-                        if ts < oldest and kind:
-                            oldest = ts
-                done += batch.event_count
-                window.complete(batch, 0.0)
-            for t, p, o in tracker.to_commit():
-                tracker.mark_committed(t, p, o)
-                tracker.confirm(t, p, o)
-        return done
-
-    return work
-
-
-def core(data: Data, encode: bool, pre_encoded: bool = False) -> Callable[[], int]:
+def core(data: Data, encode: bool, payload: str = "dict") -> Callable[[], int]:
+    """`payload`: "dict" (metadata), "fragment" (metadata pre-encoded), "event" (the
+    mapped `Event`, encoded by the sender's `encode_request`)."""
     now_ms = int(time.time() * 1000)
     runs: list[list[Run]] = []
     for chunk in chunks(len(data)):
@@ -130,8 +79,12 @@ def core(data: Data, encode: bool, pre_encoded: bool = False) -> Callable[[], in
                 out.append(Run(TOPIC, last_p, rows))
                 rows = []
             last_p = p
-            payload = orjson.Fragment(orjson.dumps(meta)) if pre_encoded else meta
-            rows.append((off, cid, name, payload, now_ms))
+            value: Any = meta
+            if payload == "fragment":
+                value = orjson.Fragment(orjson.dumps(meta))
+            elif payload == "event":
+                value = Event(cid, name, meta, SourceRecord(TOPIC, None, p, off))
+            rows.append((off, cid, name, value, now_ms))
         if rows:
             out.append(Run(TOPIC, last_p, rows))
         runs.append(out)
@@ -144,7 +97,10 @@ def core(data: Data, encode: bool, pre_encoded: bool = False) -> Callable[[], in
             c.ingest(chunk_runs, 0.0)
             while (batch := c.next_batch(0.0, True)) is not None:
                 if encode:
-                    batch.body()
+                    if payload == "event":
+                        encode_request(batch.items)
+                    else:
+                        batch.body()
                 done += c.complete(batch, 0.0).accepted
             for t, p, o in c.commits():
                 c.confirmed(t, p, o)
@@ -153,11 +109,10 @@ def core(data: Data, encode: bool, pre_encoded: bool = False) -> Callable[[], in
     return work
 
 
-def from_messages(data: Data, use_core: bool) -> Callable[[], int]:
-    """Both paths fed from consumed messages through the mapper's contract (an identity
-    lookup of the `Event`s built before timing stands in for mapping): today's `_ingest`
-    loop (`error`, `topic`, `partition`, `offset`, map, `read`, `ticket`) against
-    `map_chunk` + `ingest` (which also builds one row tuple per event)."""
+def from_messages(data: Data) -> Callable[[], int]:
+    """The core fed from consumed messages through the mapper's contract (an identity
+    lookup of the `Event`s built before timing stands in for mapping): `map_chunk` +
+    `ingest`, which also builds one row tuple per event."""
     now_ms = int(time.time() * 1000)
     records = [SourceRecord(TOPIC, None, p, off, timestamp_ms=now_ms) for p, off, *_ in data]
     events = {id(r): Event(cid, name, meta, r)
@@ -166,7 +121,7 @@ def from_messages(data: Data, use_core: bool) -> Callable[[], int]:
     def for_topic(_topic: str) -> Callable[[Any], Any]:
         return lambda rec: events[id(rec)]
 
-    def work_core() -> int:
+    def work() -> int:
         c = DeliveryCore(CoreSettings(max_items=MAX_ITEMS, linger_s=0.0, max_in_flight=8,
                                       resend_bound=2 * 8 * MAX_ITEMS))
         done = 0
@@ -178,48 +133,7 @@ def from_messages(data: Data, use_core: bool) -> Callable[[], int]:
                 c.confirmed(t, p, o)
         return done
 
-    def work_today() -> int:
-        tracker = OffsetTracker()
-        window = Windower(MAX_ITEMS, 0.0)
-        done = 0
-        for chunk in chunks(len(records)):
-            mapped: list[Event] = []
-            last_topic: str | None = None
-            last_p, part, map_one = -1, None, None
-            for msg in records[chunk.start:chunk.stop]:  # Pipeline._ingest, one event each
-                if msg.error() is not None:
-                    continue
-                topic, p = msg.topic(), msg.partition()
-                if p != last_p or topic != last_topic or part is None or map_one is None:
-                    part = tracker.get(topic, p)
-                    map_one = for_topic(topic)
-                    last_topic, last_p = topic, p
-                ev = map_one(msg)
-                part.read(msg.offset(), 1)
-                ev.ticket = part
-                mapped.append(ev)
-            window.add_many(mapped, 0.0)
-            while True:
-                tracker.exposure()
-                batch = window.take(0.0, True)
-                if batch is None:
-                    break
-                oldest = 1 << 62
-                for item in batch.items:
-                    for e in item.events.values():
-                        r = e.record
-                        e.ticket.ack(r.offset())
-                        kind, ts = r.timestamp()
-                        if ts < oldest and kind:
-                            oldest = ts
-                done += batch.event_count
-                window.complete(batch, 0.0)
-            for t, p, o in tracker.to_commit():
-                tracker.mark_committed(t, p, o)
-                tracker.confirm(t, p, o)
-        return done
-
-    return work_core if use_core else work_today
+    return work
 
 
 def best(work: Callable[[], int], n: int, repeats: int) -> tuple[float, float]:
@@ -249,13 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = dataset(args.events, args.customers, args.seed)
     rows = [
-        ("today: Windower + OffsetTracker, per-event acks", today(data, False)),
         ("core: DeliveryCore, acks per segment", core(data, False)),
-        ("today fed from messages (_ingest's loop)", from_messages(data, False)),
-        ("core fed from messages (map_chunk: rows built)", from_messages(data, True)),
-        ("today + encode_batch", today(data, True)),
+        ("core fed from messages (map_chunk: rows built)", from_messages(data)),
         ("core + Batch.body (metadata dicts)", core(data, True)),
-        ("core + Batch.body (orjson.Fragment metadata)", core(data, True, pre_encoded=True)),
+        ("core + Batch.body (orjson.Fragment metadata)", core(data, True, "fragment")),
+        ("core + encode_request (Event payloads, the sender)", core(data, True, "event")),
     ]
     print(f"{args.events:,} events, {args.customers:,} customers, {PARTITIONS} partitions, "
           f"max_items {MAX_ITEMS}; CPU us/event, best (median) of {args.repeats}")

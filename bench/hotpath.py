@@ -3,8 +3,9 @@
 Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pipeline`
 with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
 one partition (as `consume` returns them), and for every consumed batch of 1,000 does
-what the loop thread does: `_ingest` (decode, map, window), `take`, `encode_batch` (a
-sender thread's share) and `_completed` (acks, offsets). Prints the CPU
+what the loop thread does: `_ingest` (decode, map, window), `next_batch`,
+`encode_request` (a sender thread's share: one body per request) and `_completed`
+(acks, offsets). Prints the CPU
 (time.process_time) per event, best of K runs.
 
 The figure isolates the Python the connector adds per event from what a real run adds
@@ -28,7 +29,7 @@ from bench.dataset import records
 from bench.run import apply_overrides, parse_override
 from bench.services import connector_config
 from connector.config import parse
-from connector.gameball import GameballClient, encode_batch
+from connector.gameball import GameballClient, encode_request
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline
 from connector.records import SourceRecord
@@ -70,11 +71,10 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
         for i in range(0, len(recs), CONSUME_BATCH):
             pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
             force = i + CONSUME_BATCH >= len(recs)
-            while (cut := core.next_batch(time.monotonic(), force)) is not None:
-                batch = pipeline.requests.send(cut)
-                encode_batch(batch)
+            while (batch := core.next_batch(time.monotonic(), force)) is not None:
+                encode_request(batch.items)
                 pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
-                events += batch.event_count
+                events += batch.events
                 for t, p, o in core.commits():  # the broker confirms at once here
                     core.confirmed(t, p, o)
         spent = time.process_time() - started

@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -27,9 +28,9 @@ from urllib3.exceptions import (
 )
 
 from connector.config import GameballSettings
+from connector.core import Item
 from connector.jobreads import JobId
 from connector.jobs import StatusRead
-from connector.records import Batch
 
 BATCH_PATH = "/api/v4.0/integrations/batch/events"
 EVENTS_PATH = "/api/v4.0/integrations/events"
@@ -156,15 +157,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 # --- request bodies ---------------------------------------------------------------------
 
 
-def encode_batch(batch: Batch) -> bytes:
-    """`{"body": [{"customerId", "events"}, ...]}` for Send Events Batch Job."""
-    return orjson.dumps({"body": [item.body() for item in batch.items]})
+def item_body(item: Item) -> dict[str, Any]:
+    """One core item as Gameball takes it (`customerId`, `events` by name). The shell's
+    rows carry the mapped `Event` as payload (the pipeline dead-letters its `record`),
+    so the metadata is the event's; `core.Item.body` is for rows of plain metadata."""
+    entries = item.entries
+    if len(entries) == 1:  # the common item: no comprehension frame
+        row = entries[0][1]
+        return {"customerId": item.customer_id, "events": {row[2]: row[3].metadata}}
+    return {"customerId": item.customer_id,
+            "events": {row[2]: row[3].metadata for _seg, row in entries}}
 
 
-def encode_item(batch: Batch) -> bytes:
-    """`{"customerId", "events"}` for Send Events: the batch holds exactly one item."""
-    (item,) = batch.items
-    return orjson.dumps(item.body())
+def encode_request(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+    """A request body in one `orjson.dumps`: `{"body": [items]}` for Send Events Batch
+    Job, else the one item (Send Events). The sender calls it once per request (again
+    only for the halves of a split or bisected batch); TypeError/ValueError when an
+    event's metadata has no JSON form."""
+    if not batch_endpoint:
+        (item,) = items
+        return orjson.dumps(item_body(item))
+    return orjson.dumps({"body": [item_body(item) for item in items]})
 
 
 # --- the client -------------------------------------------------------------------------

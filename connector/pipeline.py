@@ -33,16 +33,16 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from connector.badrecords import BadRecords
 from connector.config import Settings
-from connector.core import CoreSettings, DeliveryCore, Letter, Row, Run
+from connector.core import CoreSettings, DeliveryCore, Item, Letter, Row, Run
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
 from connector.jobs import JobTracker
 from connector.logs import RateLimitedLog
 from connector.ratelimit import RateLimiter, Window
-from connector.records import Batch, Event, RecordError, RecordLike, RegistryUnavailable, Skip
+from connector.records import Event, RecordError, RecordLike, RegistryUnavailable, Skip
+from connector.records import Item as JobItem
 from connector.registry_outage import RegistryOutage
-from connector.sendbridge import InFlight
-from connector.sender import Delivery, Sender
+from connector.sender import Delivery, Sender, events_in, offset_ranges
 from connector.shutdown import ABANDON_S, ShutdownBudget
 from connector.source import Partitions, Source
 from connector.telemetry import Health, Metrics
@@ -65,15 +65,18 @@ class MapperLike(Protocol):
     def for_topic(self, topic: str | None) -> Callable[[Any], Any]: ...
 
 
-def _offset_ranges(events: list[Event]) -> str:
-    spans: dict[str, tuple[int, int]] = {}
-    for ev in events:
-        rec = ev.record
-        key = f"{rec.topic()}[{rec.partition()}]"
-        off = rec.offset() or 0
-        lo, hi = spans.get(key, (off, off))
-        spans[key] = (min(lo, off), max(hi, off))
-    return ", ".join(f"{k}@{lo}-{hi}" for k, (lo, hi) in sorted(spans.items()))
+def _job_items(items: list[Item]) -> list[JobItem]:
+    """What the job tracker keeps of an accepted request: each event (its record, to
+    dead-letter a failed item), without the metadata (hundreds of tracked jobs)."""
+    out = []
+    for item in items:
+        events: dict[str, Event] = {}
+        for _seg, row in item.entries:
+            ev = row[3]
+            ev.metadata = _RELEASED
+            events[row[2]] = ev
+        out.append(JobItem(item.customer_id, events))
+    return out
 
 
 class _SenderHooks:
@@ -98,19 +101,19 @@ class _SenderHooks:
         if status is not None and status < 500 and status not in (408, 429):
             self._health.gameball_answered()  # 422/2001 too: retried, yet Gameball is up
 
-    def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
+    def retrying(self, reason: str, answer: Answer, items: Sequence[Item]) -> None:
         self._m.retries.labels(self._endpoint, reason).inc()
         if reason != "concurrent_customer":
             self._health.gameball_retrying()
         self._retry_log.warn(reason, "retrying Gameball requests", reason=reason,
                              answer=answer.describe())
 
-    def possible_duplicate(self, batch: Batch) -> None:
-        events = batch.events()
-        self._m.possible_duplicates.inc(len(events))
+    def possible_duplicate(self, items: Sequence[Item]) -> None:
+        events = events_in(items)
+        self._m.possible_duplicates.inc(events)
         log.warning(
             "answer lost after sending: a retry may duplicate these events",
-            extra={"events": len(events), "offsets": _offset_ranges(events)},
+            extra={"events": events, "offsets": offset_ranges(items)},
         )
 
     def rate_limited(self, seconds: float) -> None:
@@ -167,7 +170,6 @@ class Pipeline:
         self.core = core or DeliveryCore(CoreSettings(
             max_items, b.linger_ms / 1000, b.max_in_flight, b.max_buffered_events,
             b.resend_limit))
-        self.requests = InFlight()  # batches with the sender threads (sendbridge.py)
         rl = settings.gameball.rate_limit
         self._limiter = (
             RateLimiter(
@@ -311,7 +313,8 @@ class Pipeline:
 
     def _ingest(self, msgs: list[Any]) -> None:
         """Map a consumed batch of messages into the core (the hot path): one `Run` of
-        rows per partition run; a row's payload is the `Event` (connector/sendbridge.py)."""
+        rows per partition run; a row's payload is the `Event` (the sender encodes its
+        metadata; a rejected one is dead-lettered with its record)."""
         for_topic = self._mapper.for_topic  # per-topic plans are cached by the mapper
         runs: list[Run] = []
         failures: dict[tuple[str, int, int], tuple[Any, RecordError]] = {}
@@ -405,7 +408,7 @@ class Pipeline:
         core = self.core
         while (batch := core.next_batch(now, force)) is not None:
             self._held_since = None  # progress: a wait for a slot starts afresh
-            fut = self._executor.submit(self._sender.deliver, self.requests.send(batch))
+            fut = self._executor.submit(self._sender.deliver, batch)
             fut.add_done_callback(self._done.put)
         self._m.inflight.set(core.in_flight)
 
@@ -427,8 +430,8 @@ class Pipeline:
         return handled
 
     def _completed(self, delivery: Delivery) -> None:
-        batch, rejected, abandoned, letter_events = self.requests.outcome(delivery)
-        out = self.core.complete(batch, self._clock(), rejected, abandoned)
+        out = self.core.complete(delivery.batch, self._clock(),
+                                 [*delivery.rejected, *delivery.failed], delivery.abandoned)
         accepted = out.accepted + out.ignored  # ignored: accepted after a revoke
         if accepted:
             self._accepted_events += accepted
@@ -438,19 +441,15 @@ class Pipeline:
         jobs = self._jobs
         if jobs is not None:
             for items, job_id in delivery.accepted:
-                for item in items:
-                    for ev in item.events.values():
-                        # Tracking needs the record (to dead-letter it), not the metadata:
-                        # dropping the dicts keeps hundreds of tracked jobs light.
-                        ev.metadata = _RELEASED
-                jobs.submit(job_id, items)
-        for letter, ev in zip(out.letters, letter_events, strict=True):
+                jobs.submit(job_id, _job_items(items))
+        for letter in out.letters:  # each carries its row's payload: the Event
+            ev: Event = letter.payload
             if isinstance(letter.cause, RecordError):  # could not be encoded
                 self._record_failed(ev.record, letter.cause, self._acker(letter))
             else:
                 self._gameball_rejected(ev, letter.cause, self._acker(letter))  # type: ignore[arg-type]
         if delivery.abandoned:
-            n = sum(len(i.events) for i in delivery.abandoned)
+            n = events_in(delivery.abandoned)
             log.warning(
                 "delivery abandoned at shutdown or revoke; will be re-read", extra={"events": n}
             )

@@ -1,4 +1,4 @@
-"""Deliver one batch to Gameball: rate limit, retry, bisect, and report the outcome.
+"""Deliver one core batch to Gameball: rate limit, retry, bisect, and report the outcome.
 
 Runs on a sender thread (the pipeline keeps up to `max_in_flight` of them busy) so
 the poll loop never sleeps. Retries use tenacity: exponential backoff with full
@@ -7,38 +7,41 @@ because losing a loyalty event is worse than waiting. A rejected batch (4xx with
 payload or customer error) is split in halves until the bad items are alone; the
 good ones are delivered. Authentication/account errors never give up and never
 reject data: they wait `auth_backoff_ms` and try again. See docs/delivery.md.
+Works on `connector.core` batches as `DeliveryCore.next_batch` cuts them (a row's payload
+is the mapped `Event`); the `Delivery` goes back to `DeliveryCore.complete` as it is.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import tenacity
 
 from connector.config import RetrySettings
+from connector.core import Batch, Item
 from connector.gameball import (
     Action,
     Answer,
     GameballClient,
     Verdict,
     classify,
-    encode_batch,
-    encode_item,
+    encode_request,
 )
 from connector.ratelimit import RateLimiter
-from connector.records import Batch, EncodeError, Event, Item, RecordError
+from connector.records import EncodeError, RecordError
 
 
 class SenderHooks(Protocol):
-    """What the sender tells the outside world (metrics, health, logs)."""
+    """What the sender tells the outside world (metrics, health, logs). `items` are the
+    core items of the request concerned (a batch, or a half of one)."""
 
     def request_done(self, status: int | None, seconds: float, items: int) -> None: ...
-    def retrying(self, reason: str, answer: Answer, batch: Batch) -> None: ...
-    def possible_duplicate(self, batch: Batch) -> None: ...
+    def retrying(self, reason: str, answer: Answer, items: Sequence[Item]) -> None: ...
+    def possible_duplicate(self, items: Sequence[Item]) -> None: ...
     def rate_limited(self, seconds: float) -> None: ...
     def halted(self, answer: Answer, verdict: Verdict) -> None: ...
     def recovered(self) -> None: ...
@@ -46,17 +49,36 @@ class SenderHooks(Protocol):
 
 @dataclass
 class Delivery:
-    """The outcome of one batch. Every item is in exactly one list."""
+    """The outcome of one core batch: each of its events is in exactly one list, inside
+    the batch's own items or in new items holding some of an item's entries (a bisected
+    or partly unencodable item). Ready for `DeliveryCore.complete(batch, now,
+    rejected + failed, abandoned)`."""
 
     batch: Batch
     # (items, the answer's jobId as sent: the job tracker judges it, connector/jobreads.py)
     accepted: list[tuple[list[Item], Any]] = field(default_factory=list)
     rejected: list[tuple[Item, Answer]] = field(default_factory=list)
     abandoned: list[Item] = field(default_factory=list)  # shutdown/revoke cut it short
-    # Events taken out before any request: they cannot be encoded (or the sender failed
-    # on them); the pipeline hands them to `dead_letter.on_error`.
-    failed: list[tuple[Event, RecordError]] = field(default_factory=list)
-    possible_duplicates: int = 0
+    # Events taken out before any request, an item of one entry each: they cannot be
+    # encoded (or the sender failed on them); the shell hands them to `dead_letter.on_error`.
+    failed: list[tuple[Item, RecordError]] = field(default_factory=list)
+    possible_duplicates: int = 0  # events of requests whose answer was lost
+
+
+def events_in(items: Sequence[Item]) -> int:
+    return sum(len(item.entries) for item in items)
+
+
+def offset_ranges(items: Sequence[Item]) -> str:
+    """`topic[p]@lo-hi, ...` of the items' records (for logs), from their segments and rows."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    for item in items:
+        for seg, row in item.entries:
+            key = (seg.topic, seg.partition)
+            off = row[0]
+            lo, hi = spans.get(key, (off, off))
+            spans[key] = (min(lo, off), max(hi, off))
+    return ", ".join(f"{t}[{p}]@{lo}-{hi}" for (t, p), (lo, hi) in sorted(spans.items()))
 
 
 class _Again(Exception):
@@ -100,43 +122,47 @@ class Sender:
         self._hooks = hooks
         self._stop = stop
         self._clock = clock
-        self._encode = encode_batch if client.endpoint == "batch" else encode_item
+        self._batch_endpoint = client.endpoint == "batch"
         self._halted = False
         self._backoff = tenacity.wait_random_exponential(
             multiplier=retry.initial_backoff_ms / 1000, max=retry.max_backoff_ms / 1000
         )
 
     def deliver(self, batch: Batch) -> Delivery:
-        """Send `batch` until every item is accepted, rejected or abandoned (on stop)."""
+        """Send the core `batch` until every event is accepted, rejected or abandoned (on
+        stop), or failed (unencodable, or a defect of the sender: never raised)."""
         result = Delivery(batch)
         try:
-            self._deliver(batch, batch.items, result)
+            self._deliver(batch.items, result)
         except Exception as exc:  # a defect, not the data: the thread must not end the run
-            decided = {id(ev) for ev in _events(result)}
+            decided = {id(row) for item in _decided(result) for _seg, row in item.entries}
             err = SenderFailed("sender_failed", f"{type(exc).__name__}: {exc}")
             result.failed.extend(
-                (ev, err) for ev in batch.events() if id(ev) not in decided
+                (Item(item.customer_id, [entry]), err)
+                for item in batch.items for entry in item.entries
+                if id(entry[1]) not in decided
             )
         return result
 
-    def _deliver(self, batch: Batch, items: list[Item], result: Delivery) -> None:
-        part = batch if items is batch.items else Batch(items)
+    def _encode(self, items: Sequence[Item]) -> bytes:
+        return encode_request(items, self._batch_endpoint)
+
+    def _deliver(self, items: list[Item], result: Delivery) -> None:
         try:
-            body = self._encode(part)
+            body = self._encode(items)  # once per request: halves are encoded anew
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             items = self._encodable(items, result)
             if not items:
                 return
-            part = Batch(items)
-            body = self._encode(part)
+            body = self._encode(items)
         if len(body) > self._max_bytes and len(items) > 1:
             # the window counts items only; the byte limit is kept here, where it is exact
             mid = len(items) // 2
-            self._deliver(batch, items[:mid], result)
-            self._deliver(batch, items[mid:], result)
+            self._deliver(items[:mid], result)
+            self._deliver(items[mid:], result)
             return
         try:
-            answer, verdict = self._send_until_decided(part, body, result)
+            answer, verdict = self._send_until_decided(items, body, result)
         except _Abandoned:
             result.abandoned.extend(items)
             return
@@ -148,41 +174,43 @@ class Sender:
             result.rejected.extend((item, answer) for item in items)
         else:
             mid = len(items) // 2
-            self._deliver(batch, items[:mid], result)
-            self._deliver(batch, items[mid:], result)
+            self._deliver(items[:mid], result)
+            self._deliver(items[mid:], result)
 
     def _encodable(self, items: list[Item], result: Delivery) -> list[Item]:
         """`items` without the events that cannot be encoded (those go to `result.failed`
-        with stage=encode); each event is tried alone, inside a request's own nesting."""
+        with stage=encode, an item each); each event is tried alone, inside a request's
+        own nesting."""
         kept: list[Item] = []
         for item in items:
-            good: dict[str, Event] = {}
-            for name, ev in item.events.items():
+            good = []
+            for entry in item.entries:
+                one = Item(item.customer_id, [entry])
                 try:
-                    self._encode(Batch([Item(item.customer_id, {name: ev})]))
+                    self._encode([one])
                 except (TypeError, ValueError) as exc:
-                    result.failed.append((ev, EncodeError("unencodable", str(exc))))
+                    result.failed.append((one, EncodeError("unencodable", str(exc))))
                 else:
-                    good[name] = ev
-            if len(good) == len(item.events):
+                    good.append(entry)
+            if len(good) == len(item.entries):
                 kept.append(item)
             elif good:
                 kept.append(Item(item.customer_id, good))
         return kept
 
     def _send_until_decided(
-        self, batch: Batch, body: bytes, result: Delivery
+        self, items: list[Item], body: bytes, result: Delivery
     ) -> tuple[Answer, Verdict]:
 
         def attempt() -> tuple[Answer, Verdict]:
             self._wait_for_slot()
             started = self._clock()
             answer = self._client.send(body)
-            self._hooks.request_done(answer.status, self._clock() - started, len(batch))
+            self._hooks.request_done(answer.status, self._clock() - started, len(items))
             verdict = classify(answer)
             if answer.maybe_sent:
-                result.possible_duplicates += len(batch)
-                self._hooks.possible_duplicate(batch)
+                result.possible_duplicates += events_in(items)
+                self._hooks.possible_duplicate(items)
             if verdict.action in (Action.RETRY, Action.HALT):
                 if answer.status == 429 and self._limiter is not None:
                     self._limiter.throttled(self._clock(), answer.retry_after)
@@ -190,7 +218,7 @@ class Sender:
                     self._halted = True
                     self._hooks.halted(answer, verdict)
                 else:
-                    self._hooks.retrying(verdict.reason, answer, batch)
+                    self._hooks.retrying(verdict.reason, answer, items)
                 raise _Again(answer, verdict)
             if self._halted:
                 self._halted = False
@@ -244,10 +272,10 @@ class Sender:
                 raise _Abandoned
 
 
-def _events(result: Delivery) -> list[Event]:
-    """Every event `result` has decided already (accepted, rejected, abandoned, failed)."""
-    out = [ev for items, _ in result.accepted for item in items for ev in item.events.values()]
-    out += [ev for item, _ in result.rejected for ev in item.events.values()]
-    out += [ev for item in result.abandoned for ev in item.events.values()]
-    out += [ev for ev, _ in result.failed]
+def _decided(result: Delivery) -> list[Item]:
+    """Every item `result` has decided already (accepted, rejected, abandoned, failed)."""
+    out = [item for items, _ in result.accepted for item in items]
+    out += [item for item, _ in result.rejected]
+    out += result.abandoned
+    out += [item for item, _ in result.failed]
     return out

@@ -9,7 +9,7 @@ import time
 import pytest
 from confluent_kafka import TopicPartition
 
-from connector.records import Batch
+from connector.core import Batch
 from connector.sender import Delivery
 from tests.unit.test_telemetry import Built, rec
 
@@ -37,7 +37,7 @@ def take(b: Built) -> Batch:
     """The pipeline's next batch, as its dispatch hands it to a sender thread."""
     cut = b.pipeline.core.next_batch(time.monotonic() + 60, force=True)
     assert cut is not None
-    return b.pipeline.requests.send(cut)
+    return cut
 
 
 def accept_three(b: Built) -> None:
@@ -103,7 +103,7 @@ def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events(
     p._on_assign([("orders", 0)])
     p._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
     first = take(b)
-    assert first.event_count == 10
+    assert first.events == 10
     # 10 in flight + 10 more would pass 25 less the reserve, although 7 senders are free
     assert p.core.next_batch(later, force=True) is None
     p._completed(Delivery(first, accepted=[(first.items, None)]))
@@ -118,7 +118,7 @@ def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events(
     assert commits.calls == [("async", [("orders", 0, 6)]), ("async", [("orders", 0, 12)])]
     p._on_commit(None, [TopicPartition("orders", 0, 12)])  # the broker stored it
     assert p.core.exposure == 0
-    assert take(b).event_count == 10
+    assert take(b).events == 10
 
 
 def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_second() -> None:

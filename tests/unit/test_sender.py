@@ -1,25 +1,29 @@
 """The sender against a scripted HTTP peer: retries, bisecting, halting, abandoning.
 
 `ScriptedClient` stands in for the network only (canned `Answer`s per request body);
-the retry loop, backoff, bisect and bookkeeping under test are the real ones.
+the retry loop, backoff, bisect and bookkeeping under test are the real ones. Batches
+are cut by a real `DeliveryCore` from rows whose payload is the mapped `Event`, as the
+pipeline hands them in, and outcomes go back through `DeliveryCore.complete`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import connector.sender
 from connector.config import RetrySettings
-from connector.gameball import Answer, Verdict, encode_batch
+from connector.core import Batch, CoreSettings, DeliveryCore, Item, Run
+from connector.gameball import Answer, Verdict, encode_request
 from connector.ratelimit import RateLimiter, Window
-from connector.records import Batch, Event, Item, SourceRecord
-from connector.sender import Sender
+from connector.records import EncodeError, Event, SourceRecord
+from connector.sender import Sender, offset_ranges
 
 OK = Answer(200, {"jobId": 1})
 BAD = Answer(412, {"code": 2000, "type": "Request Error", "message": "blocked"}, request_id="r")
@@ -53,11 +57,11 @@ class Hooks:
     def request_done(self, status: int | None, seconds: float, items: int) -> None:
         self.calls.append(("request_done", status))
 
-    def retrying(self, reason: str, answer: Answer, batch: Batch) -> None:
+    def retrying(self, reason: str, answer: Answer, items: Sequence[Item]) -> None:
         self.calls.append(("retrying", reason))
 
-    def possible_duplicate(self, batch: Batch) -> None:
-        self.calls.append(("possible_duplicate", len(batch)))
+    def possible_duplicate(self, items: Sequence[Item]) -> None:
+        self.calls.append(("possible_duplicate", offset_ranges(items)))
 
     def rate_limited(self, seconds: float) -> None:
         self.calls.append(("rate_limited", seconds))
@@ -69,12 +73,27 @@ class Hooks:
         self.calls.append(("recovered", None))
 
 
+def cut(events: list[tuple[int, str, str]]) -> tuple[DeliveryCore, Batch]:
+    """A core fed `(offset, customer, name)` events of partition t[0] (in offset order),
+    and the one batch it cuts of them; a row's payload is the `Event`."""
+    core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
+    rows = [(off, cid, name, Event(cid, name, {"n": off}, SourceRecord("t", b"{}", 0, off)), -1)
+            for off, cid, name in events]
+    core.ingest([Run("t", 0, rows)], 0.0)
+    batch = core.next_batch(0.0, force=True)
+    assert batch is not None and batch.events == len(events)
+    return core, batch
+
+
 def batch_of(customers: list[str]) -> Batch:
-    items = []
-    for offset, cid in enumerate(customers):
-        ev = Event(cid, "place_order", {"n": offset}, SourceRecord("t", b"{}", 0, offset))
-        items.append(Item(cid, {"place_order": ev}))
-    return Batch(items)
+    """One item per customer (distinct), one event each, at offsets 0, 1, ..."""
+    return cut([(off, cid, "place_order") for off, cid in enumerate(customers)])[1]
+
+
+def event_of(item: Item, name: str = "place_order") -> Event:
+    (ev,) = [row[3] for _seg, row in item.entries if row[2] == name]
+    assert isinstance(ev, Event)
+    return ev
 
 
 def make(
@@ -252,7 +271,7 @@ def test_answer_lost_after_sending_counts_possible_duplicates() -> None:
     sender, _, hooks = make(lambda n, _cs: answers[n - 1])
     delivery = sender.deliver(batch_of(["a", "b", "c"]))
     assert delivery.possible_duplicates == 3
-    assert hooks.names("possible_duplicate") == [3]
+    assert hooks.names("possible_duplicate") == ["t[0]@0-2"]  # from the items' rows
     assert accepted_customers(delivery) == ["a", "b", "c"]
 
 
@@ -284,7 +303,7 @@ def test_a_body_over_max_bytes_is_split_and_every_item_still_goes() -> None:
     delivery = sender.deliver(batch_of(customers))
     assert sorted(accepted_customers(delivery)) == sorted(customers)
     assert len(client.sizes) > 1 and max(client.sizes) <= 800
-    assert len(encode_batch(batch_of(customers))) > 800  # it really had to split
+    assert len(encode_request(batch_of(customers).items)) > 800  # it really had to split
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -298,23 +317,25 @@ def nested(depth: int) -> Any:
 
 
 def test_events_that_cannot_be_encoded_are_taken_out_before_any_request() -> None:
-    batch = batch_of(["c0", "c1", "c2", "c3"])
-    deep = batch.items[1].events["place_order"]
+    # c3's item holds three events (distinct names); only its bad one leaves it.
+    _core, batch = cut([(0, "c0", "place_order"), (1, "c1", "place_order"),
+                        (2, "c2", "place_order"), (3, "c3", "place_order"),
+                        (9, "c3", "refund"), (10, "c3", "review")])
+    deep = event_of(batch.items[1])
     deep.metadata = {"deep": nested(300)}
-    huge = batch.items[2].events["place_order"]
+    huge = event_of(batch.items[2])
     huge.metadata = {"n": 2**70}
-    # One customer's item with two events: only the bad one leaves it.
-    fine = Event("c3", "refund", {"n": 1}, SourceRecord("t", b"{}", 0, 9))
-    bad = Event("c3", "review", {"deep": nested(252)}, SourceRecord("t", b"{}", 0, 10))
-    batch.items[3].events.update(refund=fine, review=bad)
+    bad = event_of(batch.items[3], "review")
+    bad.metadata = {"deep": nested(252)}
     sender, client, _ = make(lambda _n, _cs: OK)
     delivery = sender.deliver(batch)
-    failed = {id(ev): err for ev, err in delivery.failed}
+    assert all(len(item.entries) == 1 for item, _ in delivery.failed)  # one event each
+    failed = {id(event_of(item, item.entries[0][1][2])): err for item, err in delivery.failed}
     assert set(failed) == {id(deep), id(huge), id(bad)}
     assert {(e.stage, e.reason) for e in failed.values()} == {("encode", "unencodable")}
     assert client.requests == [["c0", "c3"]]  # one request, without the bad events
-    sent = [ev for items, _ in delivery.accepted for item in items for ev in item.events.values()]
-    assert sorted(ev.record.offset() for ev in sent) == [0, 3, 9]
+    sent = [row[0] for items, _ in delivery.accepted for item in items for _s, row in item.entries]
+    assert sorted(sent) == [0, 3, 9]
 
 
 def test_a_sender_defect_fails_the_batch_events_and_never_raises() -> None:
@@ -324,6 +345,49 @@ def test_a_sender_defect_fails_the_batch_events_and_never_raises() -> None:
     sender, _, _ = make(broken)
     batch = batch_of(["c0", "c1"])
     delivery = sender.deliver(batch)
-    assert [ev.customer_id for ev, _ in delivery.failed] == ["c0", "c1"]
+    assert [item.customer_id for item, _ in delivery.failed] == ["c0", "c1"]
     assert {(e.stage, e.reason) for _, e in delivery.failed} == {("send", "sender_failed")}
     assert "RuntimeError: boom" in delivery.failed[0][1].detail
+
+
+def test_a_body_is_encoded_once_per_request_not_per_attempt(
+    monkeypatch: Any,
+) -> None:
+    """Retries send the same bytes again; only the halves of a bisected batch are new."""
+    encoded: list[int] = []
+
+    def counting(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+        encoded.append(len(items))
+        return encode_request(items, batch_endpoint)
+
+    monkeypatch.setattr(connector.sender, "encode_request", counting)
+    answers = [Answer(500, None), Answer(503, None), OK]
+    sender, client, _ = make(lambda n, _cs: answers[n - 1])
+    sender.deliver(batch_of(["a", "b", "c", "d"]))
+    assert len(client.requests) == 3 and encoded == [4]
+    encoded.clear()
+    sender, client, _ = make(lambda _n, cs: BAD if "c" in cs else OK)
+    sender.deliver(batch_of(["a", "b", "c", "d"]))
+    assert encoded == [4, 2, 2, 1, 1]  # the batch, its halves, the bad half's halves
+    assert len(client.requests) == 5
+
+
+def test_a_delivery_completes_its_core_batch_and_each_letter_carries_its_event() -> None:
+    """The outcome goes to `DeliveryCore.complete` as it is: accepted events counted per
+    segment, rejected and unencodable ones back as letters with their `Event` (whose
+    record the pipeline dead-letters), abandoned ones left undone."""
+    core, batch = cut([(0, "a", "buy"), (1, "a", "view"), (2, "b", "buy"), (3, "c", "buy")])
+    event_of(batch.items[2], "buy").metadata = {"n": 2**70}  # c's event cannot be encoded
+    sender, _, _ = make(lambda _n, cs: BAD if "b" in cs else OK)
+    delivery = sender.deliver(batch)
+    assert [item.customer_id for items, _ in delivery.accepted for item in items] == ["a"]
+    done = core.complete(batch, 0.0, [*delivery.rejected, *delivery.failed], delivery.abandoned)
+    assert done.accepted == 2  # a's two events
+    assert [(ltr.offset, ltr.customer_id, ltr.name) for ltr in done.letters] == [
+        (2, "b", "buy"), (3, "c", "buy")]
+    assert [type(ltr.cause) for ltr in done.letters] == [Answer, EncodeError]
+    assert [ltr.payload.record.offset() for ltr in done.letters] == [2, 3]
+    assert core.undone() == 2  # both await their dead-letter copy
+    for letter in done.letters:
+        core.dead_lettered(letter)
+    assert core.commits() == [("t", 0, 4)]

@@ -11,10 +11,11 @@ from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from connector.config import parse
+from connector.core import CoreSettings, DeliveryCore, Item, Run
 from connector.gameball import Action, Answer, GameballClient, Verdict
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline, _SenderHooks
-from connector.records import SourceRecord
+from connector.records import Event, SourceRecord
 from connector.sender import Delivery
 from connector.telemetry import Health, Metrics
 
@@ -60,6 +61,17 @@ def rec(offset: int, value: dict[str, Any] | bytes | None, partition: int = 0) -
     raw = orjson.dumps(value) if isinstance(value, dict) else value
     two_seconds_ago = int(time.time() * 1000) - 2000
     return SourceRecord("orders", raw, partition, offset, timestamp_ms=two_seconds_ago)
+
+
+def one_item(record: SourceRecord) -> list[Item]:
+    """The core items of a one-event request for `record` (customer c1), as cut by a core."""
+    core = DeliveryCore(CoreSettings(max_items=10, linger_s=0.0))
+    ev = Event("c1", "place_order", {}, record)
+    core.ingest([Run(record.topic(), record.partition(), [
+        (record.offset(), "c1", "place_order", ev, -1)])], 0.0)
+    batch = core.next_batch(0.0, force=True)
+    assert batch is not None
+    return batch.items
 
 
 def test_consumed_records_are_counted_per_topic_across_partition_runs() -> None:
@@ -125,11 +137,9 @@ def test_sender_hooks_count_requests_retries_duplicates_and_waits() -> None:
     hooks = _SenderHooks(b.metrics, b.health, "batch")
     hooks.request_done(200, 0.05, 10)
     hooks.request_done(None, 1.0, 10)
-    from connector.records import Batch, Event, Item
-
-    e = Event("c1", "place_order", {}, rec(9, {}))
-    hooks.retrying("server_error", Answer(500), Batch([Item("c1", {"place_order": e})]))
-    hooks.possible_duplicate(Batch([Item("c1", {"place_order": e})]))
+    items = one_item(rec(9, {}))
+    hooks.retrying("server_error", Answer(500), items)
+    hooks.possible_duplicate(items)
     hooks.rate_limited(0.25)
     assert b.value("gameball_connector_requests_total", endpoint="batch", code="200") == 1
     assert b.value("gameball_connector_requests_total", endpoint="batch", code="error") == 1
@@ -152,10 +162,7 @@ def test_readiness_fails_while_gameball_answers_only_retryable_failures() -> Non
     metrics = Metrics(CollectorRegistry())
     hooks = _SenderHooks(metrics, health, "batch")
     health.started = True
-    from connector.records import Batch, Event, Item
-
-    e = Event("c1", "place_order", {}, rec(9, {}))
-    batch = Batch([Item("c1", {"place_order": e})])
+    batch = one_item(rec(9, {}))
 
     def fail(status: int | None, reason: str) -> None:
         hooks.request_done(status, 1.0, 1)

@@ -1,15 +1,16 @@
-"""What a SIGKILL would re-send, at every instant of a simulated run: today's dispatch
-check (`Pipeline._can_send` over `Windower` + `OffsetTracker`) against `DeliveryCore`.
+"""What a SIGKILL would re-send, at every instant of a simulated run of `DeliveryCore`.
 
 Run: `python -m bench.crash_sim [--latency-ms 100] [--confirm-ms 50]`. A pure,
 discrete-time simulation (5 ms steps), no broker or HTTP: a backlog of one-event records
 over 6 partitions and 4,000 customers, requests accepted `--latency-ms` after dispatch,
 an asynchronous commit stored by the broker `--confirm-ms` after it was handed. The loop
-turn is today's order (`run`): dispatch, read (unless held back), collect, dispatch,
+turn is the pipeline's order: dispatch, read (unless held back), collect, dispatch,
 commit. *Re-sent on a kill at t* = events in requests under way + events accepted at
 offsets at or above the partition's stored commit. Prints the worst instant against
-the configured bound for both paths. Shows the mechanism docs/core.md describes; it
-is not the crash test (tests/integration/test_delivery_crash.py).
+the configured bound. Shows the mechanism docs/core.md describes; it is not the crash
+test (tests/integration/test_delivery_crash.py). The pre-core check this compared
+against (`Pipeline._can_send` over `Windower` + `OffsetTracker`) was removed with those
+modules; its figures stay in docs/core.md as history.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from dataclasses import dataclass, field
 
 from connector.core import Batch as CoreBatch
 from connector.core import CoreSettings, DeliveryCore, Run
-from connector.offsets import OffsetTracker
-from connector.records import Batch, Event, SourceRecord
-from connector.window import Windower
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -93,62 +91,6 @@ def prune(accepted: dict[int, list[int]], stored: dict[int, int]) -> None:
         accepted[p] = [o for o in offsets if o >= start]
 
 
-def today(args: argparse.Namespace) -> tuple[int, int]:
-    bound, max_items, max_in_flight = args.bound, args.max_items, args.max_in_flight
-    tracker, window = OffsetTracker(), Windower(max_items, 0.05)
-    source, broker = Source(args.customers, args.seed), new_broker(args)
-    flight: list[tuple[float, Batch]] = []
-    accepted: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
-    worst, sent = 0, 0
-    now = 0.0
-
-    def can_send() -> bool:  # Pipeline._can_send
-        if len(flight) >= max_in_flight:
-            return False
-        if not flight:
-            return True
-        events = sum(b.event_count for _, b in flight)
-        return events + tracker.exposure() < bound - max_items
-
-    def dispatch() -> None:
-        while can_send():
-            batch = window.take(now)
-            if batch is None:
-                break
-            flight.append((now + args.latency_ms / 1000, batch))
-
-    while sent < args.events:
-        dispatch()
-        held = (window.full() and not can_send()) or window.buffered >= 20_000
-        if not held:
-            mapped = []
-            for p, off, cid in source.consume():
-                part = tracker.get(TOPIC, p)
-                part.read(off, 1)
-                ev = Event(cid, "buy", {}, SourceRecord(TOPIC, None, p, off))
-                ev.ticket = part
-                mapped.append(ev)
-            window.add_many(mapped, now)
-        for due, batch in [f for f in flight if f[0] <= now]:
-            flight.remove((due, batch))
-            for ev in batch.events():
-                off = ev.record.offset()
-                ev.ticket.ack(off)
-                accepted[ev.record.partition()].append(off)
-            sent += batch.event_count
-            window.complete(batch, now)
-        dispatch()
-        for t, p, o in tracker.to_commit():
-            tracker.mark_committed(t, p, o)
-            broker.hand(now, p, o)
-        now += STEP
-        for p, o in broker.tick(now):
-            tracker.confirm(TOPIC, p, o)
-        prune(accepted, broker.stored)
-        worst = max(worst, resend(sum(b.event_count for _, b in flight), accepted, broker.stored))
-    return worst, int(sent / now)
-
-
 def core(args: argparse.Namespace) -> tuple[int, int]:
     c = DeliveryCore(CoreSettings(max_items=args.max_items, linger_s=0.05,
                                   max_in_flight=args.max_in_flight, resend_bound=args.bound))
@@ -210,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bound {args.bound}, max_in_flight {args.max_in_flight}, max_items "
           f"{args.max_items}, request {args.latency_ms:g} ms, commit stored after "
           f"{args.confirm_ms:g} ms (the first after {args.first_confirm_ms:g} ms)")
-    for label, fn in (("today (_can_send)", today), ("DeliveryCore", core)):
-        worst, rate = fn(args)
-        print(f"  {label:<18} worst re-send on a kill {worst:6,}  "
-              f"({'within' if worst <= args.bound else 'OVER'} the bound), {rate:,} events/s")
+    worst, rate = core(args)
+    print(f"  DeliveryCore worst re-send on a kill {worst:6,}  "
+          f"({'within' if worst <= args.bound else 'OVER'} the bound), {rate:,} events/s")
     return 0
 
 

@@ -65,13 +65,11 @@ class SourceRecord:
 
 
 class Event:
-    """One Gameball event produced by the mapper from one record.
+    """One Gameball event produced by the mapper from one record (`record`: the shell
+    dead-letters it when Gameball rejects the event). The pipeline hands it to the
+    delivery core as a row's payload (connector/core/rows.py)."""
 
-    The pipeline sets `ticket`: the partition's offset tracker, acked when the event is
-    accepted or dead-lettered (see `connector.offsets`).
-    """
-
-    __slots__ = ("customer_id", "metadata", "name", "record", "ticket")
+    __slots__ = ("customer_id", "metadata", "name", "record")
 
     def __init__(
         self, customer_id: str, name: str, metadata: dict[str, Any], record: RecordLike
@@ -80,7 +78,6 @@ class Event:
         self.name = name
         self.metadata = metadata
         self.record = record
-        self.ticket: Any = None
 
     def __repr__(self) -> str:
         return f"Event({self.customer_id!r}, {self.name!r}, {self.metadata!r})"
@@ -105,10 +102,8 @@ class Skip:
 
 
 class Item:
-    """One object of a batch request: one customer and events keyed by distinct names.
-
-    A plain slots class, not a dataclass: the window makes one per event on the hot path.
-    """
+    """One accepted item as the job tracker keeps it: a customer and its events by name
+    (connector/jobs.py; the requests themselves carry `connector.core.Item`s)."""
 
     __slots__ = ("customer_id", "events")
 
@@ -116,42 +111,8 @@ class Item:
         self.customer_id = customer_id
         self.events: dict[str, Event] = {} if events is None else events
 
-    def body(self) -> dict[str, Any]:
-        """The item as Gameball takes it; called by the encoders once per item sent."""
-        events = self.events
-        if len(events) == 1:  # the common item: no comprehension frame
-            for name, ev in events.items():
-                return {"customerId": self.customer_id, "events": {name: ev.metadata}}
-        return {
-            "customerId": self.customer_id,
-            "events": {name: ev.metadata for name, ev in self.events.items()},
-        }
-
     def __repr__(self) -> str:
         return f"Item({self.customer_id!r}, {list(self.events)!r})"
-
-
-@dataclass(slots=True)
-class Batch:
-    """Items sent in one request, and the events (hence the offsets) they cover."""
-
-    items: list[Item]
-    # Counted once: the pipeline and the window read it per dispatch and completion.
-    # The window passes its own count; -1 counts the items' events here.
-    event_count: int = -1
-
-    def __post_init__(self) -> None:
-        if self.event_count < 0:
-            self.event_count = sum(len(item.events) for item in self.items)
-
-    def events(self) -> list[Event]:
-        return [ev for item in self.items for ev in item.events.values()]
-
-    def customers(self) -> set[str]:
-        return {item.customer_id for item in self.items}
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 # --- the error tree -----------------------------------------------------------------

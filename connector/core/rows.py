@@ -1,9 +1,11 @@
 """Plain data of the core: consumed runs, segments, items, batches, dead-letter tickets.
 
 A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
-payload, timestamp_ms)`, where `payload` is the event's metadata: a dict, or its JSON
-already encoded wrapped in `orjson.Fragment` (copied into the body as bytes). A request
-body is encoded by one `orjson.dumps` call per request.
+payload, timestamp_ms)`. The core never reads `payload` (a rejected row's comes back in
+its `Letter`); `Item.body`/`encode_items` take it as the event's metadata: a dict, or
+its JSON already encoded wrapped in `orjson.Fragment` (copied into the body as bytes).
+The pipeline's payload is the mapped `Event`, encoded by `gameball.encode_request`.
+Either way a request body is one `orjson.dumps` call per request.
 A *segment* is a slice of one partition's run: the unit acks are counted in and the
 unit commits move by. Nothing here does I/O.
 """

@@ -211,10 +211,14 @@ class Pipeline:
     def dispatch(self, now: float, force: bool = False) -> None:
         """Step 2: hand batches to free sender threads (`force`: do not wait for linger)."""
         core = self.core
+        overruns = core.overruns
         while (batch := core.next_batch(now, force)) is not None:
             self.flow.progress()
             self.senders.submit(self.requests.send(batch))
+        if core.overruns != overruns:
+            self._m.resend_overruns.inc(core.overruns - overruns)
         self._m.inflight.set(core.in_flight)
+        self._m.resend_exposure.set(core.exposure)
 
     def collect(self, wait: float = 0.0) -> int:
         """Step 3: handle every finished delivery (waiting up to `wait` for the first)."""

@@ -115,6 +115,7 @@ def test_acceptance_drives_events_latency_and_commits() -> None:
     b.pipeline.dispatch(time.monotonic() + 1, force=True)
     # the sender thread cannot reach 127.0.0.1:1; build its answer the way it would
     assert b.value("gameball_connector_inflight_requests") == 1
+    assert b.value("gameball_connector_resend_exposure_events") == 3  # what a kill re-sends
     b.pipeline.senders.abandon()  # the real sender gives up; replace its outcome:
     (delivery,) = b.pipeline.senders.finished(wait=30)
     accepted = Delivery(delivery.batch, accepted=[(delivery.batch.items, 7)])

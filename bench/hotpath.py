@@ -3,9 +3,9 @@
 Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pipeline`
 with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
 one partition (as `consume` returns them), and for every consumed batch of 1,000 does
-what the loop thread does: `_ingest` (decode, map, window), `next_batch`,
-`encode_request` (a sender thread's share: one body per request) and `_completed`
-(acks, offsets). Prints the CPU
+what the loop thread does: `ingest` (decode, map, core), `next_batch`, `encode_request`
+(a sender thread's share: one body per request) and `completed` (acks, offsets). Prints
+the CPU
 (time.process_time) per event, best of K runs.
 
 The figure isolates the Python the connector adds per event from what a real run adds
@@ -29,6 +29,7 @@ from bench.dataset import records
 from bench.run import apply_overrides, parse_override
 from bench.services import connector_config
 from connector.config import parse
+from connector.factory import build_pipeline
 from connector.gameball import GameballClient, encode_request
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline
@@ -53,9 +54,10 @@ def build(overrides: list[tuple[list[str], Any]]) -> Pipeline:
     apply_overrides(config, OVERRIDES + overrides)
     env = {"GAMEBALL_API_KEY": DEFAULT_API_KEY, "GAMEBALL_SECRET_KEY": DEFAULT_SECRET_KEY}
     settings = parse(json.dumps(config), env)
-    pipeline = Pipeline(settings, Mapper(settings.mappings), GameballClient(settings.gameball, 1),
-                        Metrics(CollectorRegistry()), Health(60))
-    pipeline._on_assign([("orders", p) for p in range(PARTITIONS)])
+    pipeline = build_pipeline(settings, Mapper(settings.mappings),
+                              GameballClient(settings.gameball, 1),
+                              Metrics(CollectorRegistry()), Health(60))
+    pipeline.rebalance.on_assign([("orders", p) for p in range(PARTITIONS)])
     return pipeline
 
 
@@ -69,11 +71,11 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
         events = 0
         started = time.process_time()
         for i in range(0, len(recs), CONSUME_BATCH):
-            pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
+            pipeline.ingest(recs[i:i + CONSUME_BATCH])
             force = i + CONSUME_BATCH >= len(recs)
             while (batch := core.next_batch(time.monotonic(), force)) is not None:
                 encode_request(batch.items)
-                pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
+                pipeline.completed(Delivery(batch, accepted=[(batch.items, None)]))
                 events += batch.events
                 for t, p, o in core.commits():  # the broker confirms at once here
                     core.confirmed(t, p, o)

@@ -42,6 +42,7 @@ from connector.jobstatus import (  # re-exported: the tracker's callers read the
     JobStatusError,
     parse_status,
 )
+
 __all__ = ["JOB_OUTCOMES", "EventRef", "FailedItem", "ItemRefs", "JobStatus",
            "JobStatusError", "JobTracker", "StatusRead", "parse_status"]
 

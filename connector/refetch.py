@@ -21,10 +21,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connector.config import Settings
 from connector.logs import librdkafka_logger
+from connector.records import RecordLike
 from connector.source import consumer_config
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Fetched(NamedTuple):
     """One answer: the record, or None and why it could not be read."""
 
     where: Where
-    record: Message | None
+    record: RecordLike | None  # a confluent_kafka.Message
     reason: str | None = None
 
 
@@ -169,7 +170,7 @@ class RecordFetcher:
                 break
         return out
 
-    def _answer(self, topic: str, partition: int, offset: int, record: Message | None,
+    def _answer(self, topic: str, partition: int, offset: int, record: Any,
                 reason: str | None = None) -> None:
         where = (topic, partition, offset)
         with self._lock:

@@ -146,6 +146,12 @@ class Metrics:
         self.job_items_failed = Counter(
             P + "job_items_failed", "Items a batch job reported as failed.", registry=r
         )
+        self.job_records_unavailable = Counter(
+            P + "job_records_unavailable",
+            "Failed job items whose record could not be re-read: dead-lettered as a reference.",
+            ["reason"],
+            registry=r,
+        )
         self.ready = Gauge(P + "ready", "1 when the connector is ready.", registry=r)
         self.build_info = Gauge(
             P + "build_info", "Constant 1, labelled with the version.", ["version"], registry=r

@@ -16,18 +16,19 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from connector.badrecords import BadRecords
+from connector.config import Settings
 from connector.deadletter import REPLACED, H, error_headers
 from connector.jobreads import JobId
-from connector.jobs import EventRef
+from connector.jobs import EventRef, Fetch, ItemRefs, JobTracker
 from connector.logs import RateLimitedLog
-from connector.records import RecordLike, SourceRecord
-from connector.refetch import RecordFetcher, Where
+from connector.records import Item, RecordLike, SourceRecord
+from connector.refetch import RecordFetcher, Where, fetcher_config
 from connector.telemetry import Metrics
 
 log = logging.getLogger("connector.job_letters")
@@ -37,6 +38,39 @@ Failure = tuple[EventRef, JobId, "dict[str, Any]"]
 # why it could not be read.
 Write = Callable[[EventRef, JobId, "dict[str, Any]", RecordLike | None, str | None], None]
 UNAVAILABLE = H + "unavailable"  # why a reference copy replaced the record
+CLOSE_WAIT_S = 2.0  # at shutdown: at most this long for records still being re-read
+
+
+def job_items(items: Sequence[Item]) -> list[ItemRefs]:
+    """What the tracker keeps of an accepted batch's items (the pipeline's `_completed`).
+    With core items this is `[(item.customer_id, item.refs()) for item in items]`."""
+    return [(item.customer_id,
+             [(str(ev.record.topic()), ev.record.partition() or 0, ev.record.offset() or 0,
+               ev.name) for ev in item.events.values()])
+            for item in items]
+
+
+def job_tracking(settings: Settings, batch_endpoint: bool, fetch: Fetch, bad: BadRecords,
+                 metrics: Metrics) -> tuple[JobLetters, JobTracker | None]:
+    """The pipeline's job tracking: the tracker (None when off or on the `events`
+    endpoint), and the letters that dead-letter its failed items."""
+    letters = JobLetters(RecordFetcher(fetcher_config(settings)),
+                         dead_letter_job_failure(bad, metrics))
+    tracking = settings.gameball.job_tracking
+    if not (batch_endpoint and tracking.enabled):
+        return letters, None
+    return letters, JobTracker(tracking, fetch, job_outcome(metrics), letters.failed)
+
+
+def job_outcome(metrics: Metrics) -> Callable[[str, int], None]:
+    """The tracker's `on_done` (called from its threads): jobs by outcome, failed items."""
+
+    def done(status: str, failed: int) -> None:
+        metrics.jobs.labels(status).inc()
+        if failed:
+            metrics.job_items_failed.inc(failed)
+
+    return done
 
 
 class JobLetters:
@@ -62,6 +96,8 @@ class JobLetters:
     def poll(self) -> int:
         """Loop thread, every turn: ask for newly failed records, write those fetched;
         returns how many copies were handed to `write`. Never blocks."""
+        if not self._waiting and self._reports.empty():
+            return 0
         while True:
             try:
                 failure = self._reports.get_nowait()

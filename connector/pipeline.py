@@ -36,7 +36,7 @@ from connector.config import Settings
 from connector.core import CoreSettings, DeliveryCore, Letter, Row, Run
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
-from connector.jobs import JobTracker
+from connector.job_letters import CLOSE_WAIT_S, job_items, job_tracking
 from connector.logs import RateLimitedLog
 from connector.ratelimit import RateLimiter, Window
 from connector.records import Batch, Event, RecordError, RecordLike, RegistryUnavailable, Skip
@@ -50,7 +50,6 @@ from connector.telemetry import Health, Metrics
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
-_RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
 METADATA_REFRESH_S = 30.0  # how often the subscribed topics' partition count is re-read
 # The CLI turns automatic collection off. Each collection scans what is still alive
 # (tracked jobs' records: ~0.4 s at Gameball's full rate), so the loop collects rarely:
@@ -191,21 +190,14 @@ class Pipeline:
             settings.batch.max_bytes,
         )
         self._executor = ThreadPoolExecutor(settings.batch.max_in_flight, "sender")
-        # Batch-job outcomes: counted from the tracker's threads; failed items are handed
-        # to the loop, which owns the dead-letter producer and its pending count.
-        self._job_failures: queue.SimpleQueue[tuple[Event, int | str, dict[str, Any]]] = (
-            queue.SimpleQueue()
-        )
-        tracking = settings.gameball.job_tracking
-        self._jobs = (
-            JobTracker(tracking, client.job_status, self._job_done, self._job_item_failed)
-            if self._endpoint == "batch" and tracking.enabled
-            else None
-        )
         self._done: queue.SimpleQueue[Future[Delivery]] = queue.SimpleQueue()
         self._paused = False
         self._held_since: float | None = None
         self._bad = BadRecords(settings, metrics, health, dead_letters)
+        # Batch-job outcomes: counted from the tracker's threads; failed items are re-read
+        # by offset and dead-lettered from the loop (connector/job_letters.py).
+        self._job_letters, self._jobs = job_tracking(
+            settings, self._endpoint == "batch", client.job_status, self._bad, metrics)
         self._next_commit = 0.0
         self._accepted_events = 0
         self._quiet_log = RateLimitedLog(log, 60.0)
@@ -295,8 +287,7 @@ class Pipeline:
                 self._bad.poll()
                 if self._bad.new_holds:
                     self._hold()
-                if not self._job_failures.empty():
-                    self._dead_letter_job_failures()
+                self._job_letters.poll()
                 if now >= self._next_metadata:
                     self._refresh_total_partitions()
                 if now >= self._next_gc:
@@ -438,12 +429,7 @@ class Pipeline:
         jobs = self._jobs
         if jobs is not None:
             for items, job_id in delivery.accepted:
-                for item in items:
-                    for ev in item.events.values():
-                        # Tracking needs the record (to dead-letter it), not the metadata:
-                        # dropping the dicts keeps hundreds of tracked jobs light.
-                        ev.metadata = _RELEASED
-                jobs.submit(job_id, items)
+                jobs.submit(job_id, job_items(items))
         for letter, ev in zip(out.letters, letter_events, strict=True):
             if isinstance(letter.cause, RecordError):  # could not be encoded
                 self._record_failed(ev.record, letter.cause, self._acker(letter))
@@ -489,39 +475,6 @@ class Pipeline:
             },
         )
         self._bad.handle(ev.record, headers, done)
-
-    def _job_done(self, status: str, failed: int) -> None:
-        """Job tracker threads: a tracked job ended."""
-        self._m.jobs.labels(status).inc()
-        if failed:
-            self._m.job_items_failed.inc(failed)
-
-    def _job_item_failed(self, ev: Event, job_id: int | str, error: dict[str, Any]) -> None:
-        """Job tracker threads: Gameball failed an item of an accepted job."""
-        self._job_failures.put((ev, job_id, error))
-
-    def _dead_letter_job_failures(self) -> None:
-        """Loop thread: copy failed job items to the dead-letter topic. Their offsets are
-        committed already (the batch was accepted): the copy is all that is left."""
-        while True:
-            try:
-                ev, job_id, error = self._job_failures.get_nowait()
-            except queue.Empty:
-                return
-            headers = error_headers(
-                ev.record,
-                "job",
-                "job_failed",
-                str(error.get("message") or error),
-                extra={
-                    "jobId": job_id,
-                    "code": error.get("code"),
-                    "type": error.get("type"),
-                    "customerId": ev.customer_id,
-                    "event": ev.name,
-                },
-            )
-            self._bad.handle(ev.record, headers, lambda: None, committed=True)
 
     def _hold(self) -> None:
         """Partitions stopped at a bad record: paused, and nothing after it is sent."""
@@ -737,7 +690,7 @@ class Pipeline:
         self._client.set_deadline(closing)
         if self._jobs is not None:
             self._jobs.close(budget.jobs_wait(closing))
-            self._dead_letter_job_failures()  # found by the last polls: flushed below
+        self._job_letters.close(budget.left(closing, CLOSE_WAIT_S))  # flushed below
         left = self._bad.flush(budget.dead_letter_wait(closing))
         if left:
             log.error("dead-letter copies not acknowledged", extra={"records": left})

@@ -16,7 +16,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -41,13 +41,14 @@ UNAVAILABLE = H + "unavailable"  # why a reference copy replaced the record
 CLOSE_WAIT_S = 2.0  # at shutdown: at most this long for records still being re-read
 
 
-def job_items(items: Sequence[Item]) -> list[ItemRefs]:
-    """What the tracker keeps of an accepted batch's items (the pipeline's `_completed`).
-    With core items this is `[(item.customer_id, item.refs()) for item in items]`."""
-    return [(item.customer_id,
-             [(str(ev.record.topic()), ev.record.partition() or 0, ev.record.offset() or 0,
-               ev.name) for ev in item.events.values()])
-            for item in items]
+def job_items(items: Sequence[Item]) -> Iterator[ItemRefs]:
+    """What the tracker keeps of an accepted batch's items (the pipeline's `_completed`),
+    made only if the job is tracked. With core items this is
+    `((item.customer_id, item.refs()) for item in items)`."""
+    for item in items:
+        yield item.customer_id, [(ev.record.topic() or "", ev.record.partition() or 0,
+                                  ev.record.offset() or 0, ev.name)
+                                 for ev in item.events.values()]
 
 
 def job_tracking(settings: Settings, batch_endpoint: bool, fetch: Fetch, bad: BadRecords,

@@ -11,7 +11,7 @@ docs/metrics.md ("Job tracking").
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from connector.jobstatus import JobStatus
@@ -37,25 +37,29 @@ class JobItems:
 
     __slots__ = ("_cid_ends", "_cids", "_ends", "_names", "_offsets", "_parts", "_where")
 
-    def __init__(self, items: Sequence[ItemRefs]) -> None:
+    def __init__(self, items: Iterable[ItemRefs]) -> None:
         parts: dict[tuple[str, int], int] = {}
         names: dict[str, int] = {}
-        self._offsets = array("q")
-        self._where = array("I")  # per event: partition index << 16 | name index
-        self._ends = array("I")  # per item: index of its last event + 1
-        self._cid_ends = array("I")  # per item: end of its customer id in `_cids`
+        self._offsets = offsets = array("q")
+        self._where = where = array("I")  # per event: partition index << 16 | name index
+        self._ends = ends = array("I")  # per item: index of its last event + 1
+        self._cid_ends = cid_ends = array("I")  # per item: end of its customer id in `_cids`
         cids: list[str] = []
         length = 0
         for customer_id, refs in items:
             for topic, partition, offset, name in refs:
-                p = parts.setdefault((topic, partition), len(parts))
-                n = names.setdefault(name, len(names))
-                self._offsets.append(offset)
-                self._where.append(p << 16 | n)
-            self._ends.append(len(self._offsets))
+                p = parts.get((topic, partition))
+                if p is None:
+                    p = parts[(topic, partition)] = len(parts)
+                n = names.get(name)
+                if n is None:
+                    n = names[name] = len(names)
+                offsets.append(offset)
+                where.append(p << 16 | n)
+            ends.append(len(offsets))
             cids.append(customer_id)
             length += len(customer_id)
-            self._cid_ends.append(length)
+            cid_ends.append(length)
         self._cids = "".join(cids)
         self._parts = list(parts)
         self._names = list(names)

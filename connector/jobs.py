@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -127,10 +127,11 @@ class JobTracker:
         with self._cond:
             return len(self._jobs)
 
-    def submit(self, raw_id: Any, items: Sequence[ItemRefs]) -> None:
+    def submit(self, raw_id: Any, items: Iterable[ItemRefs]) -> None:
         """Start tracking an accepted batch (called by the pipeline with the answer's
         `jobId`, whatever its type, and `(customer_id, refs)` per item, refs as
-        `core.rows.Item.refs()` gives them); never blocks on I/O.
+        `core.rows.Item.refs()` gives them; read only if the job is tracked, so a
+        generator costs nothing for skipped jobs); never blocks on I/O.
 
         An unusable id is logged once per cause and reported "untracked"; while due reads
         lag more than a poll interval behind the budget, the job is reported "skipped"

@@ -2,19 +2,26 @@
 
 The job tracker (connector/jobs.py) keeps, per accepted item, only what dead-lettering
 a failed item needs: the customer id and, per event, (topic, partition, offset, event
-name). `JobItems` packs them into a few arrays and one string per job (about 30 bytes
+name). `JobItems` packs them into a few arrays and one string per job (about 37 bytes
 an event instead of the event, its metadata and its Kafka message); `failed_items`
-matches a job status's failures back to them. Pure: no I/O, no threads.
+matches a job status's failures back to them and `report_failures` logs them (under
+the tracker's logger) and hands each event to the tracker's hook. No I/O, no threads.
 docs/metrics.md ("Job tracking").
 """
 
 from __future__ import annotations
 
+import logging
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from connector.jobreads import JobId
 from connector.jobstatus import JobStatus
+
+log = logging.getLogger("connector.jobs")
+# Per-item log lines per job; the rest are summarised (they are all dead-lettered).
+LOGGED_ITEMS_PER_JOB = 20
 
 # (topic, partition, offset, event name): what `connector.core.rows.Item.refs()` gives.
 Ref = tuple[str, int, int, str]
@@ -111,3 +118,31 @@ def failed_items(items: JobItems, status: JobStatus) -> list[tuple[int, dict[str
         error = {"message": "batch job failed without item details"}
         return [(i, error) for i in range(len(items))]
     return sorted(chosen.items())
+
+
+def report_failures(job_id: JobId, items: JobItems, status: JobStatus,
+                    on_failed_item: Callable[[EventRef, JobId, dict[str, Any]], None]) -> int:
+    """A finished job (the tracker's workers): log its failed items and call
+    `on_failed_item` for each of their events; returns the failed item count."""
+    failures = failed_items(items, status)
+    failed_count = max(status.failed_count, len(failures))
+    if failed_count or status.state != "completed":
+        log.warning("batch job finished with failures", extra={
+            "job_id": job_id, "state": status.state, "items": len(items),
+            "failed_items": failed_count,
+            "unmatched_failures": max(0, status.failed_count - len(failures))})
+    for n, (i, error) in enumerate(failures):
+        refs = items.refs(i)
+        if n < LOGGED_ITEMS_PER_JOB:
+            log.warning("batch job item failed", extra={
+                "job_id": job_id, "customer_id": items.customer(i),
+                "events": sorted(ref.name for ref in refs), "gameball_error": error})
+        for ref in refs:
+            try:
+                on_failed_item(ref, job_id, error)
+            except Exception:
+                log.exception("on_failed_item hook failed", extra={"job_id": job_id})
+    if len(failures) > LOGGED_ITEMS_PER_JOB:
+        log.warning("more failed items in this job not logged one by one", extra={
+            "job_id": job_id, "not_logged": len(failures) - LOGGED_ITEMS_PER_JOB})
+    return failed_count

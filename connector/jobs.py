@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from connector.config import JobTrackingSettings
-from connector.jobitems import EventRef, ItemRefs, JobItems, failed_items
+from connector.jobitems import EventRef, ItemRefs, JobItems, report_failures
 from connector.jobreads import JobId, ReadBudget, job_id_of
 from connector.jobstatus import (  # re-exported: the tracker's callers read them here
     FailedItem,
@@ -56,8 +56,6 @@ JOB_OUTCOMES = ("completed", "failed", "stopped", "expired", "dropped", "skipped
 # A job is tracked only if the read budget can read every tracked job within this many
 # poll intervals; beyond, new jobs are skipped (sampled) rather than queued.
 READ_HORIZON = 2
-# Per-item log lines per job; the rest are summarised (they are all dead-lettered).
-_LOGGED_ITEMS_PER_JOB = 20
 
 
 class StatusRead(NamedTuple):
@@ -369,41 +367,7 @@ class JobTracker:
                 del self._jobs[job.job_id]
 
     def _report(self, job: _Job, status: JobStatus) -> None:
-        failures = failed_items(job.items, status)
-        failed_count = max(status.failed_count, len(failures))
-        if failed_count or status.state != "completed":
-            log.warning(
-                "batch job finished with failures",
-                extra={
-                    "job_id": job.job_id,
-                    "state": status.state,
-                    "items": len(job.items),
-                    "failed_items": failed_count,
-                    "unmatched_failures": max(0, status.failed_count - len(failures)),
-                },
-            )
-        for n, (i, error) in enumerate(failures):
-            refs = job.items.refs(i)
-            if n < _LOGGED_ITEMS_PER_JOB:
-                log.warning(
-                    "batch job item failed",
-                    extra={
-                        "job_id": job.job_id,
-                        "customer_id": job.items.customer(i),
-                        "events": sorted(ref.name for ref in refs),
-                        "gameball_error": error,
-                    },
-                )
-            for ref in refs:
-                try:
-                    self._on_failed_item(ref, job.job_id, error)
-                except Exception:
-                    log.exception("on_failed_item hook failed", extra={"job_id": job.job_id})
-        if len(failures) > _LOGGED_ITEMS_PER_JOB:
-            log.warning(
-                "more failed items in this job not logged one by one",
-                extra={"job_id": job.job_id, "not_logged": len(failures) - _LOGGED_ITEMS_PER_JOB},
-            )
+        failed_count = report_failures(job.job_id, job.items, status, self._on_failed_item)
         self._call_done(status.state, failed_count, job.job_id)
 
     def _call_done(self, status: str, failed_count: int, job_id: JobId | None) -> None:

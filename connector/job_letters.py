@@ -24,6 +24,7 @@ import orjson
 from connector.badrecords import BadRecords
 from connector.config import Settings
 from connector.deadletter import REPLACED, H, error_headers
+from connector.jobitems import CLOSED
 from connector.jobreads import JobId
 from connector.jobs import EventRef, Fetch, ItemRefs, JobTracker
 from connector.logs import RateLimitedLog
@@ -130,7 +131,7 @@ class JobLetters:
         for fetched in self._fetcher.close(max(0.0, deadline - time.monotonic())):
             self._answer(fetched.where, fetched.record, fetched.reason)
         for where in list(self._waiting):
-            self._answer(where, None, "closed")
+            self._answer(where, None, CLOSED)
 
     def _answer(self, where: Where, record: RecordLike | None, reason: str | None) -> int:
         failures = self._waiting.pop(where, [])

@@ -23,6 +23,14 @@ log = logging.getLogger("connector.jobs")
 # Per-item log lines per job; the rest are summarised (they are all dead-lettered).
 LOGGED_ITEMS_PER_JOB = 20
 
+# Why a failed item's record could not be re-read (connector/refetch.py; the label of
+# `job_records_unavailable_total`).
+DELETED = "deleted"  # below the partition's first offset: retention removed it
+NOT_IN_LOG = "not_in_log"  # skipped by the log (compacted, aborted, deleted meanwhile)
+TIMED_OUT = "timed_out"  # not read in `tries` passes of `timeout` s (past the end, gone)
+CLOSED = "closed"  # still wanted when the fetcher was closed
+UNAVAILABLE_REASONS = (DELETED, NOT_IN_LOG, TIMED_OUT, CLOSED)
+
 # (topic, partition, offset, event name): what `connector.core.rows.Item.refs()` gives.
 Ref = tuple[str, int, int, str]
 # One accepted item as the tracker takes it: (customer id, its events' refs).

@@ -24,20 +24,20 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connector.config import Settings
+from connector.jobitems import CLOSED, DELETED, NOT_IN_LOG, TIMED_OUT
 from connector.logs import librdkafka_logger
 from connector.records import RecordLike
 from connector.source import consumer_config
+
+# The reasons a `Fetched` gives are re-exported from jobitems.
+__all__ = ["CLOSED", "DELETED", "NOT_IN_LOG", "TIMED_OUT", "Fetched", "RecordFetcher",
+           "Where", "fetcher_config"]
 
 log = logging.getLogger(__name__)
 
 Where = tuple[str, int, int]  # topic, partition, offset
 MAX_GAP = 500  # wanted offsets closer than this are read in one pass
 READ_BATCH = 500
-# Why a record came back without its bytes (the `reason` of `Fetched`).
-DELETED = "deleted"  # below the partition's first offset: retention removed it
-NOT_IN_LOG = "not_in_log"  # skipped by the log (compacted, aborted, deleted meanwhile)
-TIMED_OUT = "timed_out"  # not read in `tries` passes of `timeout` s (past the end, gone)
-CLOSED = "closed"  # still wanted when the fetcher was closed
 
 
 class Fetched(NamedTuple):

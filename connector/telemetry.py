@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.jobitems import UNAVAILABLE_REASONS
 from connector.jobs import JOB_OUTCOMES
 from connector.telemetry_http import HttpServer
 
@@ -152,6 +153,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in UNAVAILABLE_REASONS:
+            self.job_records_unavailable.labels(reason)
         self.ready = Gauge(P + "ready", "1 when the connector is ready.", registry=r)
         self.build_info = Gauge(
             P + "build_info", "Constant 1, labelled with the version.", ["version"], registry=r

@@ -48,13 +48,17 @@ class Fetched(NamedTuple):
     reason: str | None = None
 
 
+# What reading by offset needs, whatever the configuration it is given: no commits, no
+# end-of-partition events, and a deleted offset read from the first one still there.
+_REQUIRED = {"enable.auto.commit": False, "enable.partition.eof": False,
+             "auto.offset.reset": "earliest"}
+
+
 def fetcher_config(settings: Settings) -> dict[str, Any]:
     """The Source's consumer settings (security included), for reading by offset."""
     conf = consumer_config(settings)
     for key in ("statistics.interval.ms", "partition.assignment.strategy"):
         conf.pop(key, None)
-    conf.update({"enable.auto.commit": False, "enable.partition.eof": False,
-                 "auto.offset.reset": "earliest"})
     return conf
 
 
@@ -72,7 +76,7 @@ class RecordFetcher:
         tries: int = 3,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
-        self._conf = {**conf, "logger": librdkafka_logger()}
+        self._conf = {**conf, **_REQUIRED, "logger": librdkafka_logger()}
         self._factory = consumer_factory
         self._timeout = timeout
         self._tries = tries
@@ -213,6 +217,8 @@ class RecordFetcher:
                 for msg in consumer.consume(min(READ_BATCH, run[-1] - run[0] + 1), min(wait, 1.0)):
                     err, offset = msg.error(), msg.offset() or 0
                     if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
                         log.warning("record fetcher: read error", extra={
                             "topic": topic, "partition": partition, "error": err.name()})
                         continue

@@ -76,8 +76,9 @@ def job_outcome(metrics: Metrics) -> Callable[[str, int], None]:
 
 
 class JobLetters:
-    """Built by the pipeline (and the re-drive) when job tracking is on; `failed` is the
-    tracker's `on_failed_item` hook, the rest runs on the loop thread."""
+    """Built by `job_tracking` for the pipeline (and by the re-drive); `failed` is the
+    tracker's `on_failed_item` hook, the rest runs on the loop thread. Without failures
+    it costs one empty-queue check a turn and starts no thread."""
 
     def __init__(self, fetcher: RecordFetcher, write: Write) -> None:
         self._fetcher = fetcher

@@ -1,8 +1,11 @@
 """Child processes measured by the OS: CPU and peak RSS from `os.wait4`, a /proc timeline.
 
 `bench.run` starts every measured program (limit, connector, naive peer) through
-`Measured`, so the numbers are that process's own: user+sys CPU and `ru_maxrss` from
-the rusage the kernel returns when it is reaped. A sampler thread reads
+`Measured`, so the numbers are that process's own: user+sys CPU from the rusage the
+kernel returns when it is reaped, and the peak RSS from /proc/<pid>/status `VmHWM`
+(`ru_maxrss` alone is not the child's: the kernel keeps the high-water mark of the
+memory it had before `exec`, i.e. the bench process's own size at the spawn, 149 MB
+with a 200,000-record data set in memory, whatever the child used). A sampler thread reads
 /proc/<pid>/stat every few tens of milliseconds so the CPU spent in start-up (imports,
 group join) can be told apart from the CPU spent processing records.
 """
@@ -58,6 +61,18 @@ def read_stat(pid: int) -> tuple[float, float] | None:
     return (utime + stime) / _TICK, rss * _PAGE / 1e6
 
 
+def read_hwm_mb(pid: int) -> float:
+    """Peak resident set (MiB) of a live process's current image; 0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 class Measured:
     """One child process: start, watch, stop, reap with its rusage.
 
@@ -85,6 +100,7 @@ class Measured:
         self.proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
         self._sampler: threading.Thread | None = None
+        self._hwm_mb = 0.0  # the largest VmHWM read while the process ran
         self._reaped = threading.Event()
 
     def start(self) -> Measured:
@@ -113,6 +129,7 @@ class Measured:
             if got is None:
                 return
             self.samples.append(Sample(time.time(), got[0], got[1]))
+            self._hwm_mb = max(self._hwm_mb, read_hwm_mb(self.pid))
             self._reaped.wait(self.sample_every)
 
     def poll(self) -> Usage | None:
@@ -127,8 +144,8 @@ class Measured:
         code = os.waitstatus_to_exitcode(status)
         assert self.proc is not None
         self.proc.returncode = code  # reaped here: Popen must not wait for it again
-        self.usage = Usage(code, ru.ru_utime, ru.ru_stime, ru.ru_maxrss / 1024, self._started,
-                           ended)
+        peak = self._hwm_mb or ru.ru_maxrss / 1024  # rusage only if /proc was never read
+        self.usage = Usage(code, ru.ru_utime, ru.ru_stime, peak, self._started, ended)
         return self.usage
 
     def running(self) -> bool:

@@ -36,6 +36,7 @@ from connector.failures import Failures
 from connector.flow import Flow
 from connector.gameball import GameballClient
 from connector.ingest import Ingest, acker
+from connector.job_letters import CLOSE_WAIT_S, JobLetters, job_items
 from connector.jobs import JobTracker
 from connector.kafka_events import KafkaEvents
 from connector.quota_share import QuotaShare
@@ -53,9 +54,8 @@ from connector.telemetry import Health, Metrics
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
-_RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
 # The CLI turns automatic collection off. Each collection scans what is still alive
-# (tracked jobs' records), so the loop collects rarely: the young generations every
+# (events in the window), so the loop collects rarely: the young generations every
 # 2 minutes (a retried request leaves ~15 cyclic objects), all every 10 minutes.
 GC_INTERVAL_S = 120.0
 GC_FULL_INTERVAL_S = 600.0
@@ -75,6 +75,7 @@ class Parts:
     senders: Senders
     reports: SenderReports
     jobs: JobTracker | None
+    job_letters: JobLetters
     bad: BadRecords
     failures: Failures
     outage: RegistryOutage
@@ -99,6 +100,7 @@ class Pipeline:
         self._health = parts.health
         self._clock = parts.clock
         self._jobs = parts.jobs
+        self._job_letters = parts.job_letters
         self._bad = parts.bad
         self._outage = parts.outage
         self._reports = parts.reports
@@ -192,7 +194,7 @@ class Pipeline:
             self._bad.poll()
             if self._bad.new_holds:
                 self._hold()
-            self.failures.dead_letter_job_failures()
+            self._job_letters.poll()
             if now >= self._share.next_refresh:
                 self._share.refresh()
             self._collect_garbage(now)
@@ -248,12 +250,7 @@ class Pipeline:
         jobs = self._jobs
         if jobs is not None:
             for items, job_id in delivery.accepted:
-                for item in items:
-                    for ev in item.events.values():
-                        # Tracking needs the record (to dead-letter it), not the metadata:
-                        # dropping the dicts keeps hundreds of tracked jobs light.
-                        ev.metadata = _RELEASED
-                jobs.submit(job_id, items)
+                jobs.submit(job_id, job_items(items))
         for letter, ev in zip(out.letters, letter_events, strict=True):
             if isinstance(letter.cause, RecordError):  # could not be encoded
                 self.failures.record_failed(ev.record, letter.cause, acker(self.core, letter))
@@ -328,7 +325,7 @@ class Pipeline:
         self._client.set_deadline(closing)
         if self._jobs is not None:
             self._jobs.close(budget.jobs_wait(closing))
-            self.failures.dead_letter_job_failures()  # found by the last polls: flushed below
+        self._job_letters.close(budget.left(closing, CLOSE_WAIT_S))  # flushed below
         left = self._bad.flush(budget.dead_letter_wait(closing))
         if left:
             log.error("dead-letter copies not acknowledged", extra={"records": left})

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from bench import dataset, report
+from bench import crash_exposure, dataset, report
 from bench.procs import Measured, Usage
 from bench.services import (
     CommitWatcher,
@@ -53,6 +53,7 @@ from connector.sandbox.server import DEFAULT_SECRET_KEY as SECRET_KEY
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_S = 30.0  # the quota run counts 429s and the sustained rate after this
 QUOTA = {"per_second": 100, "per_30_seconds": 1200, "latency_ms": 80}
+QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 
 
 class BenchError(Exception):
@@ -71,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds at quota before the measurement starts (%(default)s)")
     p.add_argument("--skip-quota", action="store_true", help="no at-quota run")
     p.add_argument("--skip-mapping", action="store_true", help="no mapping micro-benchmark")
+    p.add_argument("--skip-quix", action="store_true", help="no Quix Streams peer run")
+    p.add_argument("--crash-kills", type=int, default=3,
+                   help="SIGKILLs at quota in the crash-exposure run, 0 for none (%(default)s)")
+    p.add_argument("--quix-python", default=str(QUIX_PYTHON),
+                   help="the Python of the Quix Streams peer's venv (%(default)s; "
+                   "`make .venv-quix/.done` builds it)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny: 5,000 records, no quota or mapping run, docs untouched")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"),
@@ -87,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.records, args.customers = 5_000, 500
         args.skip_quota = args.skip_mapping = args.no_docs = True
+        args.crash_kills = 0
     if args.records < 1 or args.partitions < 1 or args.customers < 1:
         p.error("--records, --partitions and --customers must be positive")
     if (args.quota_seconds < 60 or args.quota_warm_up < WARM_UP_S) and not args.skip_quota:
@@ -96,6 +104,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.overrides = [parse_override(text) for text in args.set]
     except ValueError as exc:
         p.error(str(exc))
+    args.quix_python = str(Path(args.quix_python).absolute())
+    if not args.skip_quix and not Path(args.quix_python).exists():
+        p.error(f"--quix-python {args.quix_python} does not exist: run `make "
+                ".venv-quix/.done` (or pass --skip-quix)")
     if args.run_timeout is None:
         args.run_timeout = 120.0 + args.records / 2_000
     return args
@@ -150,6 +162,7 @@ def measures(name: str, m: Measured, usage: Usage, count: int, assigned: float |
             round(active_cpu / count * 1e6, 3) if active_cpu is not None and count else None
         ),
         "peak_rss_mb": round(usage.max_rss_mb, 1),
+        "ru_maxrss_mb": round(usage.ru_maxrss_mb, 1),
         "exit_code": usage.exit_code,
     }
 
@@ -182,12 +195,13 @@ def run_limit(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) 
 
 
 def run_peer(args: argparse.Namespace, name: str, module: str, bootstrap: str, topic: str,
-             work: Path) -> dict[str, Any]:
-    """A peer program (naive or lean) against its own sandbox, until it read every record;
-    the sandbox must have accepted every event."""
+             work: Path, python: str = sys.executable) -> dict[str, Any]:
+    """A peer program (naive, lean or quix) against its own sandbox, until it read every
+    record; the sandbox must have accepted every event. `python` runs the module (the
+    Quix Streams peer has a venv of its own)."""
     group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     with Sandbox(work / f"sandbox-{name}.log").start() as sandbox:
-        m = Measured(name, [sys.executable, "-m", module, "--bootstrap",
+        m = Measured(name, [python, "-m", module, "--bootstrap",
                             bootstrap, "--topic", topic, "--group", group, "--base-url",
                             sandbox.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY,
                             "--expect", str(args.records), "--deadline",
@@ -275,20 +289,29 @@ def run_connector(args: argparse.Namespace, bootstrap: str, produced: dataset.Pr
     return result
 
 
+QUOTA_FLAGS = ["--latency-ms", str(QUOTA["latency_ms"]), "--rate-per-second",
+               str(QUOTA["per_second"]), "--rate-per-30-seconds", str(QUOTA["per_30_seconds"])]
+
+
+def quota_config(args: argparse.Namespace, bootstrap: str, url: str, topic: str,
+                 group: str) -> dict[str, Any]:
+    """The connector config at Gameball's limits (the quota and crash runs)."""
+    config = connector_config(bootstrap, topic, group, url,
+                              {"enabled": True, "per_second": QUOTA["per_second"],
+                               "per_30_seconds": QUOTA["per_30_seconds"]})
+    apply_overrides(config, args.overrides)
+    return config
+
+
 def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict[str, Any]:
     """The connector at Gameball's limits, on a backlog that cannot run dry in time."""
     warm_up = args.quota_warm_up
     total_s = warm_up + args.quota_seconds
     per30 = QUOTA["per_30_seconds"]
     topic = f"bench-quota-{uuid.uuid4().hex[:8]}"
-    flags = ["--latency-ms", str(QUOTA["latency_ms"]), "--rate-per-second",
-             str(QUOTA["per_second"]), "--rate-per-30-seconds", str(per30)]
     group = f"bench-quota-{uuid.uuid4().hex[:8]}"
-    with Sandbox(work / "sandbox-quota.log", flags).start() as sandbox:
-        config = connector_config(broker.bootstrap, topic, group, sandbox.url,
-                                  {"enabled": True, "per_second": QUOTA["per_second"],
-                                   "per_30_seconds": per30})
-        apply_overrides(config, args.overrides)
+    with Sandbox(work / "sandbox-quota.log", QUOTA_FLAGS).start() as sandbox:
+        config = quota_config(args, broker.bootstrap, sandbox.url, topic, group)
         max_items = int(config["batch"]["max_items"])
         # At most per30 requests of max_items in any 30 s, plus what the connector buffers.
         need = per30 * max_items * math.ceil(total_s / 30) + 100_000
@@ -356,6 +379,16 @@ def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict
     return result
 
 
+def run_crash(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict[str, Any]:
+    """SIGKILLs at quota and the events each one re-sent (bench.crash_exposure)."""
+    return crash_exposure.run(
+        broker, lambda url, topic, group: quota_config(args, broker.bootstrap, url, topic,
+                                                       group),
+        QUOTA_FLAGS, lambda name, config: start_connector(name, config, work), work,
+        kills=args.crash_kills, partitions=args.partitions, customers=args.customers,
+        seed=args.seed, say=say, timeout=args.run_timeout)
+
+
 def run_mapping_bench(timeout: float = 600.0) -> dict[str, Any]:
     """bench.mapping_bench (owned by the mapping work) as a subprocess, its JSON rows kept."""
     if not (ROOT / "bench" / "mapping_bench.py").exists():
@@ -412,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {
             "records": args.records, "partitions": args.partitions,
             "customers": args.customers, "seed": args.seed, "smoke": args.smoke,
-            "connector_overrides": args.set,
+            "connector_overrides": args.set, "crash_kills": args.crash_kills,
             "quota": None if args.skip_quota else {**QUOTA, "warm_up_s": args.quota_warm_up,
                                                    "measured_s": args.quota_seconds},
         },
@@ -420,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         "logs": str(work),
     }
     runs: dict[str, Any] = results["runs"]
+    durations: dict[str, float] = results.setdefault("durations_s", {})  # wall, per part
+    begun = time.monotonic()
     failed: str | None = None
     try:
         with LocalBroker() as broker:
@@ -431,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                                "avg_record_bytes": round(produced.bytes / args.records, 1),
                                "produce_s": round(produced.seconds, 2),
                                "end_offsets": produced.end_offsets}
+            durations["produce"] = round(time.monotonic() - begun, 1)
             say(f"bench: produced {args.records:,} records "
                 f"({produced.bytes / args.records:.0f} B avg) in {produced.seconds:.1f}s")
             plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -440,13 +476,26 @@ def main(argv: list[str] | None = None) -> int:
                                            broker.bootstrap, topic, work)),
                 ("lean", lambda: run_peer(args, "lean", "bench.lean_forwarder",
                                           broker.bootstrap, topic, work)),
+                ("quix", lambda: run_peer(args, "quix", "bench.quix_peer", broker.bootstrap,
+                                          topic, work, python=args.quix_python)),
                 ("quota", lambda: run_quota(args, broker, work)),
+                ("crash", lambda: run_crash(args, broker, work)),
             ]
+            skip = {"quota": args.skip_quota, "quix": args.skip_quix,
+                    "crash": args.crash_kills < 1}
             for name, run in plan:
-                if name == "quota" and args.skip_quota:
+                if skip.get(name):
                     continue
                 say(f"bench: {name} ...")
+                t0 = time.monotonic()
+                if name == "crash":
+                    results["crash"] = crash = run()
+                    say(f"bench: crash: re-sent per kill {crash['resent_per_kill']} "
+                        f"(bound {crash['resend_bound']:,}) in {time.monotonic() - t0:.0f}s")
+                    durations[name] = round(time.monotonic() - t0, 1)
+                    continue
                 runs[name] = run()
+                durations[name] = round(time.monotonic() - t0, 1)
                 r = runs[name]
                 say(f"bench: {name}: {r['records']:,} in {r['wall_s']:.2f}s = "
                     f"{r['records_per_s']:,.0f}/s, CPU {r['cpu_s']:.2f}s, "
@@ -457,10 +506,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bench: FAILED: {failed}")
     if not args.skip_mapping and failed is None:
         say("bench: mapping micro-benchmark ...")
+        t0 = time.monotonic()
         results["mapping"] = run_mapping_bench()
+        durations["mapping"] = round(time.monotonic() - t0, 1)
+    durations["total"] = round(time.monotonic() - begun, 1)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["summary"] = report.summarise(runs)
+    results["summary"] = report.summarise(runs, results.get("crash"))
     json_path = report.write_json(results, out, stamp)
     plot_path = out / "benchmark.png" if args.no_docs else Path(args.docs).parent / \
         "benchmarks" / "benchmark.png"

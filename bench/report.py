@@ -155,8 +155,9 @@ def table(results: dict[str, Any]) -> str:
     if quota:
         lines.append(f"quota: {quota['records_per_s']:,.0f} events/s sustained over "
                      f"{quota['wall_s']:.0f}s after a {quota['warm_up_s']:.0f}s warm-up; "
-                     f"{quota['throttled_after_warm_up']} of {quota['requests_after_warm_up']} "
-                     f"requests answered 429 after it ({quota['throttled_total']} in all)")
+                     f"{quota['throttled_after_warm_up']:,} of "
+                     f"{quota['requests_after_warm_up']:,} requests answered 429 after it "
+                     f"({quota['throttled_total']:,} in all)")
     if results.get("crash"):
         lines.append(crash_line(results["crash"]))
     lines.append("")
@@ -196,9 +197,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     runs = results["runs"]
     names = list(runs)
-    labels = [textwrap.fill(LABELS.get(n, n), 14) for n in names]  # 5 bars share a panel
-    quota = runs.get("quota")
-    panels = 3 if quota else 2
+    labels = [textwrap.fill(LABELS.get(n, n), 11) for n in names]  # 6 bars share a panel
+    quota, crash = runs.get("quota"), results.get("crash")
+    panels = 2 + bool(quota) + bool(crash)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.6))
     colors = {"limit": "#888888", "connector": "#1f77b4", "naive": "#d62728",
               "lean": "#9467bd", "quix": "#ff7f0e", "quota": "#2ca02c"}
@@ -211,7 +212,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     if quota:
         ax.axhline(quota["ceiling_events_per_s"], color="#2ca02c", ls="--", lw=1)
         ax.text(0, quota["ceiling_events_per_s"], " Gameball ceiling", va="bottom", fontsize=8)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=7)
 
     ax = axes[1]
     x = list(range(len(names)))
@@ -223,7 +224,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 color=[colors.get(n, "#555") for n in names], alpha=0.45)
     ax.bar_label(b1, labels=[f"{v:.1f}" for v in total], fontsize=8)
     ax.bar_label(b2, labels=[f"{v:.1f}" for v in active], fontsize=8)
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xticks(x, labels, fontsize=7)
     ax.set_title("CPU seconds per million records (lower is better)")
     ax.legend(fontsize=8)
 
@@ -238,6 +239,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("seconds since the first request")
         ax.set_title("at quota: accepted events per second")
         ax.legend(fontsize=8)
+    if crash:
+        ax = axes[-1]
+        kills = [f"kill {k}" for k in range(1, len(crash["resent_per_kill"]) + 1)]
+        bars = ax.bar(kills, crash["resent_per_kill"], color="#8c564b")
+        ax.bar_label(bars, labels=[f"{v:,}" for v in crash["resent_per_kill"]], fontsize=8)
+        ax.axhline(crash["resend_bound"], color="#444", ls="--", lw=1,
+                   label=f"batch.max_resend_events {crash['resend_bound']:,}")
+        ax.set_ylim(0, max([crash["resend_bound"], *crash["resent_per_kill"]]) * 1.15)
+        ax.set_title("at quota: events re-sent after each SIGKILL")
+        ax.legend(fontsize=8, loc="center left")
     commit = results["machine"].get("commit", "")
     fig.suptitle(f"gameball-connector benchmark {results['started']} ({commit}), "
                  f"{results['parameters']['records']:,} records", fontsize=10)
@@ -270,8 +281,8 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
                 f"{quota['wall_s']:.0f} s after a {quota['warm_up_s']:.0f} s warm-up "
                 f"({quota['share_of_ceiling']:.1%} of the {quota['ceiling_events_per_s']:,.0f}/s "
                 f"ceiling); "
-                f"{quota['throttled_after_warm_up']} of {quota['requests_after_warm_up']} "
-                f"requests answered 429 after the warm-up, {quota['throttled_total']} in all."]
+                f"{quota['throttled_after_warm_up']:,} of {quota['requests_after_warm_up']:,} "
+                f"requests answered 429 after the warm-up, {quota['throttled_total']:,} in all."]
     crash = results.get("crash")
     if crash:
         out += ["", crash_line(crash)[0].upper() + crash_line(crash)[1:] + ". Per process: "
@@ -283,8 +294,8 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
                    f"{_verdict(t['ok'])} |")
     ratios = results["summary"]["ratios"]
     proc = ratios["processing_cpu_per_million_connector_over_limit"]
-    out += ["", f"Processing-only CPU ratio (start-up and group join left out): "
-            f"{_fmt(proc, 3)}."]
+    out += ["", f"Connector CPU per record / limit's, processing only (start-up and group "
+            f"join left out): {_fmt(proc, 3)}."]
     refs = [f"{label}: {_fmt(ratios[key], 3)}" for label, key in REFERENCE
             if ratios.get(key) is not None]
     if refs:

@@ -28,6 +28,7 @@ from bench.dataset import records
 from bench.run import apply_overrides, parse_override
 from bench.services import connector_config
 from connector.config import parse
+from connector.factory import build_pipeline
 from connector.gameball import GameballClient, encode_batch
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline
@@ -52,9 +53,10 @@ def build(overrides: list[tuple[list[str], Any]]) -> Pipeline:
     apply_overrides(config, OVERRIDES + overrides)
     env = {"GAMEBALL_API_KEY": DEFAULT_API_KEY, "GAMEBALL_SECRET_KEY": DEFAULT_SECRET_KEY}
     settings = parse(json.dumps(config), env)
-    pipeline = Pipeline(settings, Mapper(settings.mappings), GameballClient(settings.gameball, 1),
-                        Metrics(CollectorRegistry()), Health(60))
-    pipeline._on_assign([("orders", p) for p in range(PARTITIONS)])
+    pipeline = build_pipeline(settings, Mapper(settings.mappings),
+                              GameballClient(settings.gameball, 1),
+                              Metrics(CollectorRegistry()), Health(60))
+    pipeline.rebalance.on_assign([("orders", p) for p in range(PARTITIONS)])
     return pipeline
 
 
@@ -68,12 +70,12 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
         events = 0
         started = time.process_time()
         for i in range(0, len(recs), CONSUME_BATCH):
-            pipeline._ingest(recs[i:i + CONSUME_BATCH])  # type: ignore[arg-type]
+            pipeline.ingest(recs[i:i + CONSUME_BATCH])
             force = i + CONSUME_BATCH >= len(recs)
             while (cut := core.next_batch(time.monotonic(), force)) is not None:
                 batch = pipeline.requests.send(cut)
                 encode_batch(batch)
-                pipeline._completed(Delivery(batch, accepted=[(batch.items, None)]))
+                pipeline.completed(Delivery(batch, accepted=[(batch.items, None)]))
                 events += batch.event_count
                 for t, p, o in core.commits():  # the broker confirms at once here
                     core.confirmed(t, p, o)

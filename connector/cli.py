@@ -107,9 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, ProcessCollector
 
     from connector.config import load_checked
+    from connector.factory import build_pipeline
     from connector.gameball import GameballClient
     from connector.logs import setup_logging
-    from connector.pipeline import Pipeline
     from connector.shutdown import ShutdownBudget, flush_and_exit
     from connector.telemetry import Health, Metrics, TelemetryServer
     from connector.telemetry_http import raise_open_file_limit
@@ -167,10 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if server is not None:
                 server.stop()
             return EXIT_CONFIG
-    pipeline = Pipeline(settings, mapper, client, metrics, health, dead_letters)
+    pipeline = build_pipeline(settings, mapper, client, metrics, health, dead_letters)
     # The hot path makes many short-lived objects and almost no cycles; automatic
     # collections would rescan every event held in windows and tracked jobs. The loop
-    # collects on a timer instead (Pipeline.GC_INTERVAL_S; docs/benchmarks.md).
+    # collects on a timer instead (pipeline.GC_INTERVAL_S; docs/benchmarks.md).
     gc.collect()
     gc.freeze()
     gc.disable()

@@ -71,6 +71,18 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge(P + "inflight_requests", "Requests under way.", registry=r)
+        self.resend_exposure = Gauge(
+            P + "resend_exposure_events",
+            "Events a crash now would send again: in flight, or accepted and not covered"
+            " by a commit the broker confirmed (bound: batch.max_resend_events).",
+            registry=r,
+        )
+        self.resend_overruns = Counter(
+            P + "resend_bound_overruns",
+            "Batches cut past batch.max_resend_events to unblock the oldest records (a"
+            " record with more events than the reserve).",
+            registry=r,
+        )
         self.rate_limit_delay = Counter(
             P + "rate_limit_delay_seconds",
             "Time sends waited for the client-side rate limiter.",

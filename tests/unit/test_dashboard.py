@@ -31,6 +31,8 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "gameball_connector_retries": ("counter", ("endpoint", "reason")),
     "gameball_connector_possible_duplicates": ("counter", ()),
     "gameball_connector_inflight_requests": ("gauge", ()),
+    "gameball_connector_resend_exposure_events": ("gauge", ()),
+    "gameball_connector_resend_bound_overruns": ("counter", ()),
     "gameball_connector_rate_limit_delay_seconds": ("counter", ()),
     "gameball_connector_dead_letter_records": ("counter", ("topic", "reason")),
     "gameball_connector_dead_letter_pending": ("gauge", ()),

@@ -5,25 +5,29 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
 
 from connector.records import Batch
 from connector.sender import Delivery
+from connector.source import Source
 from tests.unit.test_telemetry import Built, rec
 
 DUPLICATES = "gameball_connector_possible_duplicates_total"
 
 
-class Commits:
-    """Records the consumer's commit calls; the broker confirms synchronous ones or not."""
+class Commits(Source):
+    """A Source whose consumer's commit and pause calls are recorded; the broker confirms
+    synchronous commits (or, in `Refusing`, does not)."""
 
-    def __init__(self, b: Built, confirm: bool) -> None:
+    confirm = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.calls: list[tuple[str, list[tuple[str, int, int]]]] = []
-        self.confirm = confirm
-        b.pipeline._source.commit_async = self.commit_async  # type: ignore[method-assign]
-        b.pipeline._source.commit_sync = self.commit_sync  # type: ignore[method-assign]
+        self.pauses: list[str] = []
 
     def commit_async(self, offsets: list[tuple[str, int, int]]) -> None:
         self.calls.append(("async", offsets))
@@ -31,6 +35,26 @@ class Commits:
     def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
         self.calls.append(("sync", offsets))
         return {(t, p) for t, p, _ in offsets} if self.confirm else set()
+
+    def pause_all(self) -> int:
+        self.pauses.append("pause")
+        return 1
+
+    def resume_all(self) -> int:
+        self.pauses.append("resume")
+        return 1
+
+
+class Refusing(Commits):
+    confirm = False
+
+
+def recorded(confirm: bool = True, batch: str | None = None) -> tuple[Built, Commits]:
+    """A pipeline over a recording Source, and that Source."""
+    b = Built(batch=batch, source_type=Commits if confirm else Refusing)
+    source = b.pipeline.source
+    assert isinstance(source, Commits)
+    return b, source
 
 
 def take(b: Built) -> Batch:
@@ -43,20 +67,19 @@ def take(b: Built) -> Batch:
 def accept_three(b: Built) -> None:
     """Records 0-2 of orders[0] accepted by Gameball, their commit handed over
     asynchronously and not answered yet."""
-    b.pipeline._on_assign([("orders", 0)])
-    b.pipeline._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
+    b.pipeline.rebalance.on_assign([("orders", 0)])
+    b.pipeline.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
     batch = take(b)
-    b.pipeline._completed(Delivery(batch, accepted=[(batch.items, 7)]))
-    b.pipeline._commit(asynchronous=True)
+    b.pipeline.completed(Delivery(batch, accepted=[(batch.items, 7)]))
+    b.pipeline.commits.commit(asynchronous=True)
 
 
 @pytest.mark.parametrize("confirmed", [True, False])
 def test_revoke_commits_again_what_an_unanswered_async_commit_carried(confirmed: bool) -> None:
-    b = Built()
-    commits = Commits(b, confirm=confirmed)
+    b, commits = recorded(confirm=confirmed)
     accept_three(b)
     assert commits.calls == [("async", [("orders", 0, 3)])]
-    b.pipeline._on_revoke([("orders", 0)], lost=False)
+    b.pipeline.rebalance.on_revoke([("orders", 0)], lost=False)
     assert commits.calls[1:] == [("sync", [("orders", 0, 3)])]
     # refused: the next owner reads records 0-2 again, and that is counted
     assert b.value(DUPLICATES) == (0 if confirmed else 3)
@@ -65,14 +88,13 @@ def test_revoke_commits_again_what_an_unanswered_async_commit_carried(confirmed:
 def test_lost_partitions_count_accepted_and_in_flight_events_not_the_buffered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    b = Built()
-    commits = Commits(b, confirm=True)
+    b, commits = recorded()
     accept_three(b)
-    b.pipeline._ingest([rec(3, {"type": "order", "customer": "c9", "id": 3})])
+    b.pipeline.ingest([rec(3, {"type": "order", "customer": "c9", "id": 3})])
     take(b)  # record 3 in flight
-    b.pipeline._ingest([rec(4, {"type": "order", "customer": "c9", "id": 4})])  # waits for c9
+    b.pipeline.ingest([rec(4, {"type": "order", "customer": "c9", "id": 4})])  # waits for c9
     with caplog.at_level(logging.WARNING, "connector.pipeline"):
-        b.pipeline._on_revoke([("orders", 0)], lost=True)
+        b.pipeline.rebalance.on_revoke([("orders", 0)], lost=True)
     assert [kind for kind, _ in commits.calls] == ["async"]  # a lost partition is not ours
     assert b.value(DUPLICATES) == 4  # 3 accepted + 1 in flight; record 4 was never sent
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -84,11 +106,10 @@ def test_lost_partitions_count_accepted_and_in_flight_events_not_the_buffered(
 
 
 def test_a_confirmed_commit_leaves_nothing_to_count() -> None:
-    b = Built()
-    Commits(b, confirm=True)
+    b, _commits = recorded()
     accept_three(b)
-    b.pipeline._on_commit(None, [TopicPartition("orders", 0, 3)])
-    b.pipeline._on_revoke([("orders", 0)], lost=True)
+    b.pipeline.commits.on_commit(None, [TopicPartition("orders", 0, 3)])
+    b.pipeline.rebalance.on_revoke([("orders", 0)], lost=True)
     assert b.value(DUPLICATES) == 0
 
 
@@ -96,27 +117,27 @@ def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events(
     """In flight plus accepted-but-not-confirmed-as-committed stays within the limit,
     counting the batch about to go; accepted events count until the broker confirms a
     commit past them (docs/core.md, "Crash exposure")."""
-    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}")
+    b, commits = recorded(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, "
+                                "max_resend_events: 25}")
     p = b.pipeline
-    commits = Commits(b, confirm=True)
     later = time.monotonic() + 60
-    p._on_assign([("orders", 0)])
-    p._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
+    p.rebalance.on_assign([("orders", 0)])
+    p.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
     first = take(b)
     assert first.event_count == 10
     # 10 in flight + 10 more would pass 25 less the reserve, although 7 senders are free
     assert p.core.next_batch(later, force=True) is None
-    p._completed(Delivery(first, accepted=[(first.items, None)]))
-    p._commit(asynchronous=True)  # handed, not confirmed: still what a kill re-sends
+    p.completed(Delivery(first, accepted=[(first.items, None)]))
+    p.commits.commit(asynchronous=True)  # handed, not confirmed: still what a kill re-sends
     assert p.core.exposure == 10
     head = take(b)  # only the oldest unfinished records may go: they free the commit
     assert [item.customer_id for item in head.items] == ["c10", "c11"]
     assert p.core.next_batch(later, force=True) is None
-    p._completed(Delivery(head, accepted=[(head.items, None)]))
+    p.completed(Delivery(head, accepted=[(head.items, None)]))
     assert p.core.exposure == 12
-    p._commit(asynchronous=True)
+    p.commits.commit(asynchronous=True)
     assert commits.calls == [("async", [("orders", 0, 6)]), ("async", [("orders", 0, 12)])]
-    p._on_commit(None, [TopicPartition("orders", 0, 12)])  # the broker stored it
+    p.commits.on_commit(None, [TopicPartition("orders", 0, 12)])  # the broker stored it
     assert p.core.exposure == 0
     assert take(b).event_count == 10
 
@@ -124,21 +145,19 @@ def test_dispatch_stops_before_a_crash_could_resend_more_than_max_resend_events(
 def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_second() -> None:
     """A pause throws librdkafka's prefetch away: at `max_buffered_events` the loop first
     stops reading; only a second without a send pauses the partitions."""
-    b = Built(batch="{max_items: 10, linger_ms: 0, max_buffered_events: 5}")
+    b, source = recorded(batch="{max_items: 10, linger_ms: 0, max_buffered_events: 5}")
     p = b.pipeline
-    calls: list[str] = []
-    p._source.pause_all = lambda: calls.append("pause") or 1  # type: ignore[method-assign]
-    p._source.resume_all = lambda: calls.append("resume") or 1  # type: ignore[method-assign]
-    p._on_assign([("orders", 0)])
-    p._ingest([rec(i, {"type": "order", "customer": "c1", "id": i}) for i in range(6)])
-    assert p._held_back() and not p.core.blocked()  # 6 buffered, no full batch
-    p._backpressure(100.0)
-    p._backpressure(100.9)
+    calls = source.pauses
+    p.rebalance.on_assign([("orders", 0)])
+    p.ingest([rec(i, {"type": "order", "customer": "c1", "id": i}) for i in range(6)])
+    assert p.flow.held_back() and not p.core.blocked()  # 6 buffered, no full batch
+    p.flow.update(100.0)
+    p.flow.update(100.9)
     assert calls == []  # held back, not yet paused
-    p._backpressure(101.0)
+    p.flow.update(101.0)
     assert calls == ["pause"]
     batch = take(b)
-    p._completed(Delivery(batch, accepted=[(batch.items, None)]))
-    assert not p._held_back()
-    p._backpressure(101.1)
+    p.completed(Delivery(batch, accepted=[(batch.items, None)]))
+    assert not p.flow.held_back()
+    p.flow.update(101.1)
     assert calls == ["pause", "resume"]

@@ -11,11 +11,13 @@ from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from connector.config import parse
+from connector.factory import build_pipeline
 from connector.gameball import Action, Answer, GameballClient, Verdict
 from connector.mapping import Mapper
-from connector.pipeline import Pipeline, _SenderHooks
 from connector.records import SourceRecord
 from connector.sender import Delivery
+from connector.sender_reports import SenderReports
+from connector.source import Source
 from connector.telemetry import Health, Metrics
 
 CONFIG = """
@@ -36,7 +38,8 @@ mappings:
 
 
 class Built:
-    def __init__(self, batch: str | None = None, dead_letters: Any = None) -> None:
+    def __init__(self, batch: str | None = None, dead_letters: Any = None,
+                 source_type: type[Source] = Source) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health(60)
@@ -48,12 +51,19 @@ class Built:
                    else "dead_letter: {on_error: drop}\n")
         settings = parse(config, {})
         self.client = GameballClient(settings.gameball, 2)
-        self.pipeline = Pipeline(settings, Mapper(settings.mappings), self.client,
-                                 self.metrics, self.health, dead_letters)
+        self.pipeline = build_pipeline(settings, Mapper(settings.mappings), self.client,
+                                       self.metrics, self.health, dead_letters,
+                                       source_type=source_type)
 
     def value(self, name: str, **labels: str) -> float:
         got = self.registry.get_sample_value(name, labels)
         return 0.0 if got is None else got
+
+
+def assign(b: Built, partition: int = 0) -> None:
+    """What librdkafka's assign callback does through the Source: owned, then assigned."""
+    b.pipeline.source.assigned.add(("orders", partition))
+    b.pipeline.rebalance.on_assign([("orders", partition)])
 
 
 def rec(offset: int, value: dict[str, Any] | bytes | None, partition: int = 0) -> SourceRecord:
@@ -65,7 +75,7 @@ def rec(offset: int, value: dict[str, Any] | bytes | None, partition: int = 0) -
 def test_consumed_records_are_counted_per_topic_across_partition_runs() -> None:
     b = Built()
     order = {"type": "order", "customer": "c1", "id": 1}
-    b.pipeline._ingest([
+    b.pipeline.ingest([
         rec(0, order), rec(1, order),
         SourceRecord("clicks", b"{}", 0, 0), SourceRecord("clicks", b"{}", 0, 1),
         rec(0, order, partition=1),
@@ -79,9 +89,8 @@ def test_consumed_records_are_counted_per_topic_across_partition_runs() -> None:
 
 def test_record_counters_follow_what_the_mapper_decided() -> None:
     b = Built()
-    # the path librdkafka's assign callback takes
-    b.pipeline._source._assigned(None, [TopicPartition("orders", 0)])  # type: ignore[arg-type]
-    b.pipeline._ingest([
+    assign(b)
+    b.pipeline.ingest([
         rec(0, {"type": "order", "customer": "c1", "id": 1}),
         rec(1, {"type": "view", "customer": "c1"}),  # no route takes it: unmatched
         rec(2, None),  # tombstone
@@ -101,28 +110,28 @@ def test_record_counters_follow_what_the_mapper_decided() -> None:
 
 def test_acceptance_drives_events_latency_and_commits() -> None:
     b = Built()
-    b.pipeline._on_assign([("orders", 0)])
-    b.pipeline._ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
-    b.pipeline._dispatch(time.monotonic() + 1, force=True)
+    b.pipeline.rebalance.on_assign([("orders", 0)])
+    b.pipeline.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(3)])
+    b.pipeline.dispatch(time.monotonic() + 1, force=True)
     # the sender thread cannot reach 127.0.0.1:1; build its answer the way it would
     assert b.value("gameball_connector_inflight_requests") == 1
-    b.pipeline._abandon.set()  # the real sender gives up; replace its outcome:
-    fut = b.pipeline._done.get(timeout=30)
-    delivery = fut.result()
+    assert b.value("gameball_connector_resend_exposure_events") == 3  # what a kill re-sends
+    b.pipeline.senders.abandon()  # the real sender gives up; replace its outcome:
+    (delivery,) = b.pipeline.senders.finished(wait=30)
     accepted = Delivery(delivery.batch, accepted=[(delivery.batch.items, 7)])
-    b.pipeline._completed(accepted)
+    b.pipeline.completed(accepted)
     assert b.value("gameball_connector_events_accepted_total", endpoint="batch") == 3
     assert b.value("gameball_connector_end_to_end_seconds_count") == 1
     assert b.value("gameball_connector_end_to_end_seconds_sum") >= 2.0
     assert b.pipeline.core.commits() == [("orders", 0, 3)]
-    b.pipeline._on_commit(None, [TopicPartition("orders", 0, 3)])
+    b.pipeline.commits.on_commit(None, [TopicPartition("orders", 0, 3)])
     assert b.value("gameball_connector_commits_total", result="ok") == 1
     assert b.value("gameball_connector_committed_offset", topic="orders", partition="0") == 3
 
 
 def test_sender_hooks_count_requests_retries_duplicates_and_waits() -> None:
     b = Built()
-    hooks = _SenderHooks(b.metrics, b.health, "batch")
+    hooks = SenderReports(b.metrics, b.health, "batch")
     hooks.request_done(200, 0.05, 10)
     hooks.request_done(None, 1.0, 10)
     from connector.records import Batch, Event, Item
@@ -150,7 +159,7 @@ def test_readiness_fails_while_gameball_answers_only_retryable_failures() -> Non
     now = [0.0]
     health = Health(60, clock=lambda: now[0], retrying_timeout=30)
     metrics = Metrics(CollectorRegistry())
-    hooks = _SenderHooks(metrics, health, "batch")
+    hooks = SenderReports(metrics, health, "batch")
     health.started = True
     from connector.records import Batch, Event, Item
 
@@ -187,15 +196,15 @@ def test_readiness_fails_while_gameball_answers_only_retryable_failures() -> Non
 
 def test_lag_from_librdkafka_statistics() -> None:
     b = Built()
-    b.pipeline._source.assigned.add(("orders", 1))
+    b.pipeline.source.assigned.add(("orders", 1))
     stats = {"brokers": {"b1": {"state": "UP"}},
              "topics": {"orders": {"partitions": {"1": {"consumer_lag": 42},
                                                   "-1": {"consumer_lag": -1}}}}}
-    b.pipeline._on_stats(orjson.dumps(stats).decode())
+    b.pipeline.kafka_events.on_stats(orjson.dumps(stats).decode())
     assert b.value("gameball_connector_consumer_lag", topic="orders", partition="1") == 42
     assert b.health.broker_reachable
     stats["brokers"]["b1"]["state"] = "DOWN"
-    b.pipeline._on_stats(orjson.dumps(stats).decode())
+    b.pipeline.kafka_events.on_stats(orjson.dumps(stats).decode())
     assert not b.health.broker_reachable
 
 
@@ -222,16 +231,16 @@ class AckingDeadLetters:
 def test_dead_letters_are_counted_once_acknowledged_and_revoke_drops_partition_series() -> None:
     dlq = AckingDeadLetters()
     b = Built(dead_letters=dlq)
-    b.pipeline._source._assigned(None, [TopicPartition("orders", 0)])  # type: ignore[arg-type]
-    b.pipeline._ingest([rec(0, b"{broken"), rec(1, {"type": "order", "customer": "c", "id": 1})])
+    assign(b)
+    b.pipeline.ingest([rec(0, b"{broken"), rec(1, {"type": "order", "customer": "c", "id": 1})])
     dead = "gameball_connector_dead_letter_records_total"
     assert b.value(dead, topic="orders", reason="invalid_json") == 1
     assert (b"gameball.error.stage", b"decode") in [(k.encode(), v) for k, v in dlq.sent[0]]
-    b.pipeline._on_stats(orjson.dumps({"topics": {"orders": {"partitions": {
+    b.pipeline.kafka_events.on_stats(orjson.dumps({"topics": {"orders": {"partitions": {
         "0": {"consumer_lag": 5}}}}}).decode())
     assert b.value("gameball_connector_consumer_lag", topic="orders", partition="0") == 5
-    b.pipeline._health.stopping = True  # revoke without draining the unsent event
-    b.pipeline._on_revoke([("orders", 0)], lost=True)
+    b.health.stopping = True  # revoke without draining the unsent event
+    b.pipeline.rebalance.on_revoke([("orders", 0)], lost=True)
     assert b.value("gameball_connector_rebalances_total", kind="lost") == 1
     assert b.registry.get_sample_value(
         "gameball_connector_consumer_lag", {"topic": "orders", "partition": "0"}) is None

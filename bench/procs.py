@@ -1,10 +1,16 @@
-"""Child processes measured by the OS: CPU and peak RSS from `os.wait4`, a /proc timeline.
+"""Child processes measured by the OS: CPU from `os.wait4`, peak RSS, a /proc timeline.
 
-`bench.run` starts every measured program (limit, connector, naive peer) through
-`Measured`, so the numbers are that process's own: user+sys CPU and `ru_maxrss` from
-the rusage the kernel returns when it is reaped. A sampler thread reads
-/proc/<pid>/stat every few tens of milliseconds so the CPU spent in start-up (imports,
-group join) can be told apart from the CPU spent processing records.
+`bench.run` starts every measured program (limit, connector, the peers) through
+`Measured`, so the numbers are that process's own: user+sys CPU from the rusage the
+kernel returns when it is reaped. A sampler thread reads /proc/<pid>/stat every few
+tens of milliseconds so the CPU spent in start-up (imports, group join) can be told
+apart from the CPU spent processing records.
+
+Peak RSS is the child's `VmHWM` (/proc/<pid>/status, its own address space's high-water
+mark), read by the same sampler until the process exits. Not `ru_maxrss`: Linux carries
+the parent's high-water mark into a child over fork+exec (exec_mmap keeps the old mm's
+peak), so every child of a 116 MB bench.run reported at least 116 MB. `ru_maxrss` is
+kept beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Sample:
     wall: float  # time.time()
     cpu_s: float  # user + system so far
     rss_mb: float
+    hwm_mb: float | None = None  # VmHWM: the peak RSS so far
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,26 @@ class Usage:
     exit_code: int
     user_s: float
     sys_s: float
-    max_rss_mb: float
+    max_rss_mb: float  # peak RSS: the last VmHWM sampled, else ru_maxrss
     started: float  # wall clock
     ended: float
+    ru_maxrss_mb: float = 0.0  # what wait4 said (floored by the parent's peak, see above)
 
     @property
     def cpu_s(self) -> float:
         return self.user_s + self.sys_s
+
+
+def read_hwm(pid: int) -> float | None:
+    """VmHWM of a live process in MB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def read_stat(pid: int) -> tuple[float, float] | None:
@@ -81,6 +101,7 @@ class Measured:
         self.env = env
         self.sample_every = sample_every
         self.samples: list[Sample] = []
+        self.peak_mb: float | None = None  # highest VmHWM read
         self.usage: Usage | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
@@ -112,7 +133,10 @@ class Measured:
             got = read_stat(self.pid)
             if got is None:
                 return
-            self.samples.append(Sample(time.time(), got[0], got[1]))
+            hwm = read_hwm(self.pid)
+            if hwm is not None:
+                self.peak_mb = max(self.peak_mb or 0.0, hwm)
+            self.samples.append(Sample(time.time(), got[0], got[1], hwm))
             self._reaped.wait(self.sample_every)
 
     def poll(self) -> Usage | None:
@@ -127,8 +151,10 @@ class Measured:
         code = os.waitstatus_to_exitcode(status)
         assert self.proc is not None
         self.proc.returncode = code  # reaped here: Popen must not wait for it again
-        self.usage = Usage(code, ru.ru_utime, ru.ru_stime, ru.ru_maxrss / 1024, self._started,
-                           ended)
+        ru_maxrss = ru.ru_maxrss / 1024
+        self.usage = Usage(code, ru.ru_utime, ru.ru_stime,
+                           ru_maxrss if self.peak_mb is None else self.peak_mb,
+                           self._started, ended, ru_maxrss)
         return self.usage
 
     def running(self) -> bool:

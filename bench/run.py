@@ -1,15 +1,19 @@
-"""`python -m bench.run` (`make bench`): the connector against the floor, a naive peer
-and the lean forwarder.
+"""`python -m bench.run` (`make bench`): the connector against the floor, the peers,
+Gameball's rate limits and SIGKILLs.
 
 One run on this machine: a tansu broker, a seeded backlog, then, one after another and
-each as its own measured process (CPU and peak RSS from os.wait4):
+each as its own measured process (CPU from os.wait4, peak RSS from VmHWM; bench.runs):
   limit      bench.limit: consume + orjson.loads only, the floor for Python here;
   connector  `gameball-connector run` against the sandbox, no latency, no rate limit;
   naive      bench.naive_peer: poll, json.loads, requests.post, synchronous commit;
   lean       bench.lean_forwarder: the cheapest at-least-once forwarder (consume(1000),
              orjson, one urllib3 POST at a time, commit after it): HTTP and JSON alone;
+  quix       bench.quix_peer: a Quix Streams app with a BatchingSink posting 1,000
+             items a request (its own venv, --quix-python);
   quota      the connector against the sandbox enforcing 100/s and 1,200/30 s with
-             80 ms latency: sustained accepted events/s and 429 answers after 30 s.
+             80 ms latency: sustained accepted events/s and 429 answers after 30 s;
+  crash      the connector at that quota, SIGKILLed --crash-kills times mid-stream and
+             restarted: the events re-sent after each kill (bench.crash_exposure).
 Then the mapping micro-benchmark (bench.mapping_bench). Prints a table (ratios last),
 writes JSON to <out>/<timestamp>.json and <out>/latest.json, a PNG plot, and the
 figures section of docs/benchmarks.md. `--smoke` is the tiny version the tests run.
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -34,29 +37,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import dataset, report
-from bench.procs import Measured, Usage
-from bench.services import (
-    CommitWatcher,
-    Sandbox,
-    connector_config,
-    log_lines,
-    log_time,
+from bench.runs import (
+    QUOTA,
+    BenchError,
+    apply_overrides,
+    parse_override,
+    run_connector,
+    run_crash,
+    run_limit,
+    run_peer,
+    run_quota,
+    say,
+    start_connector,
+    wait_delivered,
 )
 from connector.localbroker import LocalBroker
-from connector.sandbox.server import BATCH_PATH
-from connector.sandbox.server import DEFAULT_API_KEY as API_KEY
-from connector.sandbox.server import DEFAULT_SECRET_KEY as SECRET_KEY
+
+# bench.profile and bench.hotpath import these from here
+__all__ = ["apply_overrides", "main", "parse_override", "start_connector", "wait_delivered"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_S = 30.0  # the quota run counts 429s and the sustained rate after this
-QUOTA = {"per_second": 100, "per_30_seconds": 1200, "latency_ms": 80}
-
-
-class BenchError(Exception):
-    """A run did not finish or did not deliver everything; the message says which."""
+QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds at quota before the measurement starts (%(default)s)")
     p.add_argument("--skip-quota", action="store_true", help="no at-quota run")
     p.add_argument("--skip-mapping", action="store_true", help="no mapping micro-benchmark")
+    p.add_argument("--skip-quix", action="store_true", help="no Quix Streams peer run")
+    p.add_argument("--crash-kills", type=int, default=3,
+                   help="SIGKILLs at quota in the crash-exposure run, 0 for none (%(default)s)")
+    p.add_argument("--quix-python", default=str(QUIX_PYTHON),
+                   help="the Python of the Quix Streams peer's venv (%(default)s; "
+                   "`make .venv-quix/.done` builds it)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny: 5,000 records, no quota or mapping run, docs untouched")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"),
@@ -87,6 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.records, args.customers = 5_000, 500
         args.skip_quota = args.skip_mapping = args.no_docs = True
+        args.crash_kills = 0
     if args.records < 1 or args.partitions < 1 or args.customers < 1:
         p.error("--records, --partitions and --customers must be positive")
     if (args.quota_seconds < 60 or args.quota_warm_up < WARM_UP_S) and not args.skip_quota:
@@ -96,264 +106,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.overrides = [parse_override(text) for text in args.set]
     except ValueError as exc:
         p.error(str(exc))
+    args.quix_python = str(Path(args.quix_python).absolute())
+    if not args.skip_quix and not Path(args.quix_python).exists():
+        p.error(f"--quix-python {args.quix_python} does not exist: run `make "
+                ".venv-quix/.done` (or pass --skip-quix)")
     if args.run_timeout is None:
         args.run_timeout = 120.0 + args.records / 2_000
     return args
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (["a", "b", "c"], YAML-parsed value); ValueError when malformed."""
-    path, sep, value = text.partition("=")
-    if not sep or not path or any(not part for part in path.split(".")):
-        raise ValueError(f"--set {text!r}: expected PATH=VALUE such as batch.linger_ms=100")
-    return path.split("."), yaml.safe_load(value)
-
-
-def apply_overrides(config: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> None:
-    for path, value in overrides:
-        node = config
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def connector_argv(config: Path) -> list[str]:
-    script = Path(sys.executable).parent / "gameball-connector"
-    if script.exists():
-        return [str(script), "run", "--config", str(config)]
-    return [sys.executable, "-m", "connector.cli", "run", "--config", str(config)]
-
-
-def measures(name: str, m: Measured, usage: Usage, count: int, assigned: float | None,
-             done: float) -> dict[str, Any]:
-    """The figures every run reports (times are wall clock; CPU from the OS)."""
-    start = assigned if assigned is not None else usage.started
-    wall = max(done - start, 1e-6)
-    cpu_start, cpu_done = m.cpu_at(start), m.cpu_at(done)
-    active_cpu = (cpu_done - cpu_start) if cpu_start is not None and cpu_done is not None else None
-    return {
-        "name": name,
-        "records": count,
-        "wall_s": round(wall, 3),
-        "total_wall_s": round(done - usage.started, 3),
-        "records_per_s": round(count / wall, 1),
-        "cpu_s": round(usage.cpu_s, 3),
-        "cpu_user_s": round(usage.user_s, 3),
-        "cpu_sys_s": round(usage.sys_s, 3),
-        "cpu_s_per_million": round(usage.cpu_s / count * 1e6, 3) if count else None,
-        "active_cpu_s": round(active_cpu, 3) if active_cpu is not None else None,
-        "active_cpu_s_per_million": (
-            round(active_cpu / count * 1e6, 3) if active_cpu is not None and count else None
-        ),
-        "peak_rss_mb": round(usage.max_rss_mb, 1),
-        "exit_code": usage.exit_code,
-    }
-
-
-def child_result(path: Path) -> dict[str, Any]:
-    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("{")]
-    if not lines:
-        raise BenchError(f"no result line in {path}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
-# --- the runs ---------------------------------------------------------------------------
-
-
-def run_limit(args: argparse.Namespace, bootstrap: str, topic: str, work: Path) -> dict[str, Any]:
-    group = f"bench-limit-{uuid.uuid4().hex[:8]}"
-    m = Measured("limit", [sys.executable, "-m", "bench.limit", "--bootstrap", bootstrap,
-                           "--topic", topic, "--group", group, "--expect", str(args.records),
-                           "--deadline", str(args.run_timeout)],
-                 work / "limit.log", stdout_path=work / "limit.out").start()
-    try:
-        usage = m.wait(args.run_timeout + 30)
-    finally:
-        m.stop(5)
-    if usage.exit_code != 0:
-        raise BenchError(f"limit exited with {usage.exit_code}; see {work / 'limit.log'}")
-    out = child_result(work / "limit.out")
-    return measures("limit", m, usage, out["records"], out["assigned"], out["done"])
-
-
-def run_peer(args: argparse.Namespace, name: str, module: str, bootstrap: str, topic: str,
-             work: Path) -> dict[str, Any]:
-    """A peer program (naive or lean) against its own sandbox, until it read every record;
-    the sandbox must have accepted every event."""
-    group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-    with Sandbox(work / f"sandbox-{name}.log").start() as sandbox:
-        m = Measured(name, [sys.executable, "-m", module, "--bootstrap",
-                            bootstrap, "--topic", topic, "--group", group, "--base-url",
-                            sandbox.url, "--api-key", API_KEY, "--secret-key", SECRET_KEY,
-                            "--expect", str(args.records), "--deadline",
-                            str(args.run_timeout)],
-                     work / f"{name}.log", stdout_path=work / f"{name}.out").start()
-        try:
-            usage = m.wait(args.run_timeout + 30)
-        finally:
-            m.stop(5)
-        stats = sandbox.stats()
-    if usage.exit_code != 0:
-        raise BenchError(f"{name} exited with {usage.exit_code}; see {work / f'{name}.log'}")
-    out = child_result(work / f"{name}.out")
-    result = measures(name, m, usage, out["records"], out["assigned"], out["done"])
-    result["events_accepted"] = stats["events_accepted"]
-    if stats["events_accepted"] < args.records:
-        raise BenchError(f"{name}: sandbox accepted {stats['events_accepted']} of "
-                         f"{args.records} events")
-    return result
-
-
-def start_connector(name: str, config: dict[str, Any], work: Path,
-                    argv: Callable[[Path], list[str]] = connector_argv) -> Measured:
-    """Write the config and start `argv(config path)` with the sandbox's keys."""
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY}
-    return Measured(name, argv(path), work / f"{name}.log", env=env).start()
-
-
-def wait_delivered(m: Measured, sandbox: Sandbox, watcher: CommitWatcher, records: int,
-                   ends: dict[int, int], timeout: float) -> tuple[float, float]:
-    """Poll until the sandbox accepted `records` events and the group committed `ends`.
-
-    Returns (all accepted, all committed) wall times; BenchError if the connector dies
-    or the deadline passes.
-    """
-    accepted_at: float | None = None
-    deadline = time.monotonic() + timeout
-    while True:
-        if not m.running():
-            raise BenchError(f"{m.name} exited early; see {m.log_path}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{m.name} did not finish within {timeout:.0f}s; see {m.log_path}")
-        if accepted_at is None:
-            if sandbox.stats()["events_accepted"] >= records:
-                accepted_at = time.time()
-        else:
-            committed = watcher.committed()
-            if all(committed.get(p, -1) >= end for p, end in ends.items() if end):
-                return accepted_at, time.time()
-        time.sleep(0.05)
-
-
-def run_connector(args: argparse.Namespace, bootstrap: str, produced: dataset.Produced,
-                  work: Path) -> dict[str, Any]:
-    """Until the sandbox accepted every event and the committed offsets reach the ends."""
-    group = f"bench-connector-{uuid.uuid4().hex[:8]}"
-    with Sandbox(work / "sandbox-connector.log").start() as sandbox:
-        config = connector_config(bootstrap, produced.topic, group, sandbox.url,
-                                  {"enabled": False})
-        apply_overrides(config, args.overrides)
-        m = start_connector("connector", config, work)
-        watcher = CommitWatcher(bootstrap, group, produced.topic, produced.partitions)
-        try:
-            accepted_at, done = wait_delivered(m, sandbox, watcher, args.records,
-                                               produced.end_offsets, args.run_timeout)
-        finally:
-            watcher.close()
-            usage = m.stop(60)
-        stats = sandbox.stats(arrivals=True)
-    result = measures("connector", m, usage, args.records,
-                      log_time(m.log_path, "partitions assigned"), done)
-    sends = [a for a in stats["arrivals"] if a["path"] == BATCH_PATH]
-    result.update(
-        events_accepted=stats["events_accepted"],
-        requests=len(sends),
-        last_accept_to_commit_s=round(done - accepted_at, 3),
-        warnings=len(log_lines(m.log_path, "WARNING")),
-        errors=len(log_lines(m.log_path, "ERROR")),
-    )
-    if usage.exit_code != 0:
-        raise BenchError(f"connector exited with {usage.exit_code} after SIGTERM; "
-                         f"see {m.log_path}")
-    return result
-
-
-def run_quota(args: argparse.Namespace, broker: LocalBroker, work: Path) -> dict[str, Any]:
-    """The connector at Gameball's limits, on a backlog that cannot run dry in time."""
-    warm_up = args.quota_warm_up
-    total_s = warm_up + args.quota_seconds
-    per30 = QUOTA["per_30_seconds"]
-    topic = f"bench-quota-{uuid.uuid4().hex[:8]}"
-    flags = ["--latency-ms", str(QUOTA["latency_ms"]), "--rate-per-second",
-             str(QUOTA["per_second"]), "--rate-per-30-seconds", str(per30)]
-    group = f"bench-quota-{uuid.uuid4().hex[:8]}"
-    with Sandbox(work / "sandbox-quota.log", flags).start() as sandbox:
-        config = connector_config(broker.bootstrap, topic, group, sandbox.url,
-                                  {"enabled": True, "per_second": QUOTA["per_second"],
-                                   "per_30_seconds": per30})
-        apply_overrides(config, args.overrides)
-        max_items = int(config["batch"]["max_items"])
-        # At most per30 requests of max_items in any 30 s, plus what the connector buffers.
-        need = per30 * max_items * math.ceil(total_s / 30) + 100_000
-        broker.create_topics([topic], partitions=args.partitions)
-        say(f"quota: producing {need:,} records to {topic}")
-        produced = dataset.produce(broker.bootstrap, topic, need, args.partitions,
-                                   args.customers, args.seed + 1, timeout=600)
-        say(f"quota: produced in {produced.seconds:.1f}s; running {total_s:.0f}s at quota")
-        m = start_connector("quota", config, work)
-        try:
-            t0: float | None = None
-            deadline = time.monotonic() + total_s + 120
-            while True:
-                if not m.running():
-                    raise BenchError(f"connector exited early; see {m.log_path}")
-                if time.monotonic() > deadline:
-                    raise BenchError(f"no first request or no end; see {m.log_path}")
-                if t0 is None:
-                    sends = [a["t"] for a in sandbox.stats(arrivals=True)["arrivals"]
-                             if a["path"] == BATCH_PATH]
-                    t0 = min(sends) if sends else None
-                elif time.time() >= t0 + total_s:
-                    break
-                time.sleep(0.2)
-        finally:
-            stopped = time.time()
-            usage = m.stop(60)
-        stats = sandbox.stats(arrivals=True)
-    assert t0 is not None  # the loop ends only after the first request
-    sends = [a for a in stats["arrivals"] if a["path"] == BATCH_PATH]
-    lo, hi = t0 + warm_up, t0 + total_s
-    measured = [a for a in sends if lo <= a["t"] < hi]
-    after = [a for a in sends if a["t"] >= lo]
-    accepted = sum(a["items"] for a in measured if a["status"] == 200)
-    throttled = sum(1 for a in after if a["status"] == 429)
-    ceiling = per30 * max_items / 30
-    per_second = [0] * math.ceil(total_s)
-    for a in sends:
-        k = int(a["t"] - t0)
-        if a["status"] == 200 and 0 <= k < len(per_second):
-            per_second[k] += a["items"]
-    all_accepted = sum(a["items"] for a in sends if a["status"] == 200)
-    result = measures("quota", m, usage, all_accepted, t0, stopped)
-    result.update(
-        # The headline figures of this run: the rate inside the measured window.
-        records=accepted,
-        wall_s=round(hi - lo, 3),
-        records_per_s=round(accepted / (hi - lo), 1),
-        events_accepted_total=all_accepted,
-        cpu_s_per_million=round(usage.cpu_s / all_accepted * 1e6, 3) if all_accepted else None,
-        ceiling_events_per_s=ceiling,
-        share_of_ceiling=round(accepted / (hi - lo) / ceiling, 4),
-        requests_after_warm_up=len(after),
-        throttled_after_warm_up=throttled,
-        throttled_share_after_warm_up=round(throttled / len(after), 5) if after else None,
-        throttled_total=sum(1 for a in sends if a["status"] == 429),
-        other_errors=sum(1 for a in sends if a["status"] not in (200, 429)),
-        accepted_per_second=per_second,
-        warm_up_s=warm_up,
-        measured_s=args.quota_seconds,
-        backlog=need,
-    )
-    if usage.exit_code != 0:
-        raise BenchError(f"connector (quota) exited with {usage.exit_code}; see {m.log_path}")
-    return result
 
 
 def run_mapping_bench(timeout: float = 600.0) -> dict[str, Any]:
@@ -412,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {
             "records": args.records, "partitions": args.partitions,
             "customers": args.customers, "seed": args.seed, "smoke": args.smoke,
-            "connector_overrides": args.set,
+            "connector_overrides": args.set, "crash_kills": args.crash_kills,
             "quota": None if args.skip_quota else {**QUOTA, "warm_up_s": args.quota_warm_up,
                                                    "measured_s": args.quota_seconds},
         },
@@ -420,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         "logs": str(work),
     }
     runs: dict[str, Any] = results["runs"]
+    durations: dict[str, float] = results.setdefault("durations_s", {})  # wall, per part
+    begun = time.monotonic()
     failed: str | None = None
     try:
         with LocalBroker() as broker:
@@ -431,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                                "avg_record_bytes": round(produced.bytes / args.records, 1),
                                "produce_s": round(produced.seconds, 2),
                                "end_offsets": produced.end_offsets}
+            durations["produce"] = round(time.monotonic() - begun, 1)
             say(f"bench: produced {args.records:,} records "
                 f"({produced.bytes / args.records:.0f} B avg) in {produced.seconds:.1f}s")
             plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -440,13 +202,26 @@ def main(argv: list[str] | None = None) -> int:
                                            broker.bootstrap, topic, work)),
                 ("lean", lambda: run_peer(args, "lean", "bench.lean_forwarder",
                                           broker.bootstrap, topic, work)),
+                ("quix", lambda: run_peer(args, "quix", "bench.quix_peer", broker.bootstrap,
+                                          topic, work, python=args.quix_python)),
                 ("quota", lambda: run_quota(args, broker, work)),
+                ("crash", lambda: run_crash(args, broker, work)),
             ]
+            skip = {"quota": args.skip_quota, "quix": args.skip_quix,
+                    "crash": args.crash_kills < 1}
             for name, run in plan:
-                if name == "quota" and args.skip_quota:
+                if skip.get(name):
                     continue
                 say(f"bench: {name} ...")
+                t0 = time.monotonic()
+                if name == "crash":
+                    results["crash"] = crash = run()
+                    say(f"bench: crash: re-sent per kill {crash['resent_per_kill']} "
+                        f"(bound {crash['resend_bound']:,}) in {time.monotonic() - t0:.0f}s")
+                    durations[name] = round(time.monotonic() - t0, 1)
+                    continue
                 runs[name] = run()
+                durations[name] = round(time.monotonic() - t0, 1)
                 r = runs[name]
                 say(f"bench: {name}: {r['records']:,} in {r['wall_s']:.2f}s = "
                     f"{r['records_per_s']:,.0f}/s, CPU {r['cpu_s']:.2f}s, "
@@ -457,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bench: FAILED: {failed}")
     if not args.skip_mapping and failed is None:
         say("bench: mapping micro-benchmark ...")
+        t0 = time.monotonic()
         results["mapping"] = run_mapping_bench()
+        durations["mapping"] = round(time.monotonic() - t0, 1)
+    durations["total"] = round(time.monotonic() - begun, 1)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["summary"] = report.summarise(runs)
+    results["summary"] = report.summarise(runs, results.get("crash"))
     json_path = report.write_json(results, out, stamp)
     plot_path = out / "benchmark.png" if args.no_docs else Path(args.docs).parent / \
         "benchmarks" / "benchmark.png"

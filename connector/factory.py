@@ -21,7 +21,7 @@ from connector.failures import Failures
 from connector.flow import Flow
 from connector.gameball import GameballClient
 from connector.ingest import Ingest, MapperLike
-from connector.jobs import JobTracker
+from connector.job_letters import job_tracking
 from connector.kafka_events import KafkaEvents
 from connector.pipeline import Parts, Pipeline
 from connector.quota_share import QuotaShare
@@ -75,12 +75,8 @@ def build_pipeline(
     senders = Senders(sender, settings.batch.max_in_flight, abandoned)
     bad = BadRecords(settings, metrics, health, dead_letters)
     failures = Failures(bad, metrics)
-    tracking = settings.gameball.job_tracking
-    jobs = (
-        JobTracker(tracking, client.job_status, failures.job_done, failures.job_item_failed)
-        if settings.gameball.endpoint == "batch" and tracking.enabled
-        else None
-    )
+    job_letters, jobs = job_tracking(settings, settings.gameball.endpoint == "batch",
+                                     client.job_status, bad, metrics)
     built: list[Pipeline] = []  # the rebalance drains through the pipeline built last
 
     def drain(parts: Partitions) -> bool:
@@ -111,7 +107,8 @@ def build_pipeline(
     budget = ShutdownBudget(settings.shutdown.drain_seconds, settings.shutdown.close_seconds)
     pipeline = Pipeline(Parts(
         settings=settings, client=client, metrics=metrics, health=health, core=core,
-        ingest=ingest, source=source, senders=senders, reports=reports, jobs=jobs, bad=bad,
+        ingest=ingest, source=source, senders=senders, reports=reports, jobs=jobs,
+        job_letters=job_letters, bad=bad,
         failures=failures, outage=outage, commits=commits, flow=flow, share=share,
         kafka_events=kafka_events, rebalance=rebalance, budget=budget, clock=clock,
     ))

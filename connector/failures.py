@@ -2,18 +2,15 @@
 
 Three kinds, one path (`BadRecords.handle`, which dead-letters, holds the partition, or
 drops as configured): a record the mapper or the sender could not turn into an event
-(`record_failed`), an event Gameball rejected (`gameball_rejected`), and an item of an
-accepted batch job that the job reports failed (`job_item_failed`, from the tracker's
-threads, queued and copied on the loop thread by `dead_letter_job_failures`). Each gets
-the `gameball.error.*` headers docs/delivery.md lists.
+(`record_failed`), and an event Gameball rejected (`gameball_rejected`). Each gets the
+`gameball.error.*` headers docs/delivery.md lists. Items an accepted batch job failed
+take the same path from connector/job_letters.py.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 from collections.abc import Callable
-from typing import Any
 
 from connector.badrecords import BadRecords
 from connector.deadletter import error_headers
@@ -26,18 +23,12 @@ log = logging.getLogger("connector.pipeline")
 
 
 class Failures:
-    """Built by the factory; every method but `job_done`/`job_item_failed` runs on the
-    loop thread."""
+    """Built by the factory; runs on the loop thread."""
 
     def __init__(self, bad: BadRecords, metrics: Metrics) -> None:
         self._bad = bad
         self._m = metrics
         self.log = RateLimitedLog(log, 60.0)
-        # Batch-job outcomes come from the tracker's threads; the loop owns the
-        # dead-letter producer and its pending count.
-        self._job_failures: queue.SimpleQueue[tuple[Event, int | str, dict[str, Any]]] = (
-            queue.SimpleQueue()
-        )
 
     def record_failed(self, record: RecordLike, err: RecordError,
                       done: Callable[[], None]) -> None:
@@ -73,36 +64,3 @@ class Failures:
             },
         )
         self._bad.handle(ev.record, headers, done)
-
-    def job_done(self, status: str, failed: int) -> None:
-        """Job tracker threads: a tracked job ended."""
-        self._m.jobs.labels(status).inc()
-        if failed:
-            self._m.job_items_failed.inc(failed)
-
-    def job_item_failed(self, ev: Event, job_id: int | str, error: dict[str, Any]) -> None:
-        """Job tracker threads: Gameball failed an item of an accepted job."""
-        self._job_failures.put((ev, job_id, error))
-
-    def dead_letter_job_failures(self) -> None:
-        """Loop thread: copy failed job items to the dead-letter topic. Their offsets are
-        committed already (the batch was accepted): the copy is all that is left."""
-        while True:
-            try:
-                ev, job_id, error = self._job_failures.get_nowait()
-            except queue.Empty:
-                return
-            headers = error_headers(
-                ev.record,
-                "job",
-                "job_failed",
-                str(error.get("message") or error),
-                extra={
-                    "jobId": job_id,
-                    "code": error.get("code"),
-                    "type": error.get("type"),
-                    "customerId": ev.customer_id,
-                    "event": ev.name,
-                },
-            )
-            self._bad.handle(ev.record, headers, lambda: None, committed=True)

@@ -6,8 +6,12 @@ accepted batch and goes on: worker threads poll the status with backoff, at most
 `max_concurrent` at a time, and report through two hooks:
 
 - `on_done(status, failed_count)`: once per job, status one of `JOB_OUTCOMES`;
-- `on_failed_item(event, job_id, error)`: once per event of an item the job reports
-  as failed (the pipeline dead-letters it with the job id).
+- `on_failed_item(ref, job_id, error)`: once per event of an item the job reports
+  as failed, as an `EventRef` (topic, partition, offset, customer, name): the caller
+  re-reads the record by offset and dead-letters it with the job id.
+
+Per item only the customer id and its events' (topic, partition, offset, name) are
+kept, packed (connector/jobitems.py): never the events, their metadata or messages.
 
 This module does no HTTP itself (`fetch` is injected: `GameballClient.job_status`)
 and knows nothing of metrics. Reads stay within a budget (connector/jobreads.py): when
@@ -25,11 +29,12 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from connector.config import JobTrackingSettings
+from connector.jobitems import EventRef, ItemRefs, JobItems, report_failures
 from connector.jobreads import JobId, ReadBudget, job_id_of
 from connector.jobstatus import (  # re-exported: the tracker's callers read them here
     FailedItem,
@@ -37,10 +42,9 @@ from connector.jobstatus import (  # re-exported: the tracker's callers read the
     JobStatusError,
     parse_status,
 )
-from connector.records import Event, Item
 
-__all__ = ["JOB_OUTCOMES", "FailedItem", "JobStatus", "JobStatusError", "JobTracker",
-           "StatusRead", "parse_status"]
+__all__ = ["JOB_OUTCOMES", "EventRef", "FailedItem", "ItemRefs", "JobStatus",
+           "JobStatusError", "JobTracker", "StatusRead", "parse_status"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ JOB_OUTCOMES = ("completed", "failed", "stopped", "expired", "dropped", "skipped
 # A job is tracked only if the read budget can read every tracked job within this many
 # poll intervals; beyond, new jobs are skipped (sampled) rather than queued.
 READ_HORIZON = 2
-# Per-item log lines per job; the rest are summarised (they are all dead-lettered).
-_LOGGED_ITEMS_PER_JOB = 20
 
 
 class StatusRead(NamedTuple):
@@ -66,13 +68,13 @@ class StatusRead(NamedTuple):
 
 Fetch = Callable[[JobId], "StatusRead | tuple[int, dict[str, Any] | None]"]
 OnDone = Callable[[str, int], None]
-OnFailedItem = Callable[[Event, JobId, "dict[str, Any]"], None]
+OnFailedItem = Callable[[EventRef, JobId, "dict[str, Any]"], None]
 
 
 @dataclass(slots=True)
 class _Job:
     job_id: JobId
-    items: list[Item]
+    items: JobItems
     polls: int = 0
     busy: bool = False  # a worker is polling it right now
     done: bool = False
@@ -123,9 +125,11 @@ class JobTracker:
         with self._cond:
             return len(self._jobs)
 
-    def submit(self, raw_id: Any, items: list[Item]) -> None:
+    def submit(self, raw_id: Any, items: Iterable[ItemRefs]) -> None:
         """Start tracking an accepted batch (called by the pipeline with the answer's
-        `jobId`, whatever its type); never blocks on I/O.
+        `jobId`, whatever its type, and `(customer_id, refs)` per item, refs as
+        `core.rows.Item.refs()` gives them; read only if the job is tracked, so a
+        generator costs nothing for skipped jobs); never blocks on I/O.
 
         An unusable id is logged once per cause and reported "untracked"; while due reads
         lag more than a poll interval behind the budget, the job is reported "skipped"
@@ -151,7 +155,7 @@ class JobTracker:
             if skip:
                 self.skipped += 1
             else:
-                job = _Job(job_id, list(items))
+                job = _Job(job_id, JobItems(items))
                 self._jobs[job_id] = job
                 while len(self._jobs) > self._settings.max_tracked:
                     oldest = next((j for j in self._jobs.values() if not j.busy), None)
@@ -363,72 +367,8 @@ class JobTracker:
                 del self._jobs[job.job_id]
 
     def _report(self, job: _Job, status: JobStatus) -> None:
-        failures = self._match(job, status)
-        if status.state == "failed" and not failures:
-            # The job failed and named no item: none can be trusted as processed.
-            error = {"message": "batch job failed without item details"}
-            failures = [(item, error) for item in job.items]
-        failed_count = max(status.failed_count, len(failures))
-        if failed_count or status.state != "completed":
-            log.warning(
-                "batch job finished with failures",
-                extra={
-                    "job_id": job.job_id,
-                    "state": status.state,
-                    "items": len(job.items),
-                    "failed_items": failed_count,
-                    "unmatched_failures": max(0, status.failed_count - len(failures)),
-                },
-            )
-        for n, (item, error) in enumerate(failures):
-            if n < _LOGGED_ITEMS_PER_JOB:
-                log.warning(
-                    "batch job item failed",
-                    extra={
-                        "job_id": job.job_id,
-                        "customer_id": item.customer_id,
-                        "events": sorted(item.events),
-                        "gameball_error": error,
-                    },
-                )
-            for event in item.events.values():
-                try:
-                    self._on_failed_item(event, job.job_id, error)
-                except Exception:
-                    log.exception("on_failed_item hook failed", extra={"job_id": job.job_id})
-        if len(failures) > _LOGGED_ITEMS_PER_JOB:
-            log.warning(
-                "more failed items in this job not logged one by one",
-                extra={"job_id": job.job_id, "not_logged": len(failures) - _LOGGED_ITEMS_PER_JOB},
-            )
+        failed_count = report_failures(job.job_id, job.items, status, self._on_failed_item)
         self._call_done(status.state, failed_count, job.job_id)
-
-    @staticmethod
-    def _match(job: _Job, status: JobStatus) -> list[tuple[Item, dict[str, Any]]]:
-        """Map reported failures back to the submitted items (by index, else customer).
-
-        A failure naming a customer that has several items in the batch fails all of
-        them: dead-lettering a processed event is recoverable, losing one is not.
-        """
-        if not status.failed_items:
-            return []
-        by_customer: dict[str, list[int]] = {}
-        for i, item in enumerate(job.items):
-            by_customer.setdefault(item.customer_id, []).append(i)
-        chosen: dict[int, dict[str, Any]] = {}
-        for failure in status.failed_items:
-            idx = failure.position
-            cid = failure.customer_id
-            if (
-                idx is not None
-                and 0 <= idx < len(job.items)
-                and (cid is None or job.items[idx].customer_id == cid)
-            ):
-                chosen.setdefault(idx, failure.error)
-                continue
-            for i in by_customer.get(cid or "", []):
-                chosen.setdefault(i, failure.error)
-        return [(job.items[i], err) for i, err in sorted(chosen.items())]
 
     def _call_done(self, status: str, failed_count: int, job_id: JobId | None) -> None:
         try:

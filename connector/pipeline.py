@@ -31,17 +31,17 @@ from typing import Any
 from connector.badrecords import BadRecords
 from connector.commits import Commits
 from connector.config import Settings
-from connector.core import DeliveryCore, Item
+from connector.core import DeliveryCore
 from connector.failures import Failures
 from connector.flow import Flow
 from connector.gameball import GameballClient
 from connector.ingest import Ingest, acker
+from connector.job_letters import CLOSE_WAIT_S, JobLetters, job_items
 from connector.jobs import JobTracker
 from connector.kafka_events import KafkaEvents
 from connector.quota_share import QuotaShare
 from connector.rebalance import Rebalance
 from connector.records import Event, RecordError
-from connector.records import Item as JobItem
 from connector.registry_outage import RegistryOutage
 from connector.sender import Delivery, events_in
 from connector.sender_reports import SenderReports
@@ -53,26 +53,11 @@ from connector.telemetry import Health, Metrics
 log = logging.getLogger("connector.pipeline")
 
 CONSUME_BATCH = 1000
-_RELEASED: dict[str, Any] = {}  # metadata of accepted events handed to the job tracker
 # The CLI turns automatic collection off. Each collection scans what is still alive
-# (tracked jobs' records), so the loop collects rarely: the young generations every
+# (events in the window), so the loop collects rarely: the young generations every
 # 2 minutes (a retried request leaves ~15 cyclic objects), all every 10 minutes.
 GC_INTERVAL_S = 120.0
 GC_FULL_INTERVAL_S = 600.0
-
-
-def _job_items(items: list[Item]) -> list[JobItem]:
-    """What the job tracker keeps of an accepted request: each event (its record, to
-    dead-letter a failed item), without the metadata (hundreds of tracked jobs)."""
-    out = []
-    for item in items:
-        events: dict[str, Event] = {}
-        for _seg, row in item.entries:
-            ev = row[3]
-            ev.metadata = _RELEASED
-            events[row[2]] = ev
-        out.append(JobItem(item.customer_id, events))
-    return out
 
 
 @dataclass(slots=True)
@@ -89,6 +74,7 @@ class Parts:
     senders: Senders
     reports: SenderReports
     jobs: JobTracker | None
+    job_letters: JobLetters
     bad: BadRecords
     failures: Failures
     outage: RegistryOutage
@@ -113,6 +99,7 @@ class Pipeline:
         self._health = parts.health
         self._clock = parts.clock
         self._jobs = parts.jobs
+        self._job_letters = parts.job_letters
         self._bad = parts.bad
         self._outage = parts.outage
         self._reports = parts.reports
@@ -165,10 +152,15 @@ class Pipeline:
             now = self._clock()
             self.dispatch(now)
             if core.awaiting_confirmation():
-                # the crash budget waits for a stored commit: ask for it now and
-                # wait for the answer (docs/core.md, "The shell's part")
-                commits.commit(asynchronous=False)
-                self.dispatch(self._clock())
+                # The crash budget waits for a stored commit: ask for it now and wait a
+                # moment for the answer (docs/core.md, "The shell's part"). It runs on
+                # the committing thread: a broker that does not answer must not stop
+                # the loop (a synchronous commit here blocked it for minutes).
+                commits.commit_soon()
+                if commits.settle(wait=0.05):
+                    self.dispatch(self._clock())
+            else:
+                commits.settle()
             if flow.held_back() and not flow.paused:
                 # A whole batch waits for a send slot, or the window is at its bound:
                 # wait for a completion instead of reading further ahead. Once paused
@@ -200,7 +192,7 @@ class Pipeline:
             self._bad.poll()
             if self._bad.new_holds:
                 self._hold()
-            self.failures.dead_letter_job_failures()
+            self._job_letters.poll()
             if now >= self._share.next_refresh:
                 self._share.refresh()
             self._collect_garbage(now)
@@ -256,7 +248,7 @@ class Pipeline:
         jobs = self._jobs
         if jobs is not None:
             for items, job_id in delivery.accepted:
-                jobs.submit(job_id, _job_items(items))
+                jobs.submit(job_id, job_items(items))
         for letter in out.letters:  # each carries its row's payload: the Event
             ev: Event = letter.payload
             if isinstance(letter.cause, RecordError):  # could not be encoded
@@ -297,7 +289,8 @@ class Pipeline:
             self._health.beat()
             if send:
                 if self.core.awaiting_confirmation():  # the crash budget waits for it
-                    self.commits.commit(asynchronous=False)
+                    self.commits.commit_soon()
+                self.commits.settle(wait=0.01)
                 self.dispatch(now, force=True)
             self.collect(wait=0.05)
             self._bad.poll()
@@ -331,7 +324,7 @@ class Pipeline:
         self._client.set_deadline(closing)
         if self._jobs is not None:
             self._jobs.close(budget.jobs_wait(closing))
-            self.failures.dead_letter_job_failures()  # found by the last polls: flushed below
+        self._job_letters.close(budget.left(closing, CLOSE_WAIT_S))  # flushed below
         left = self._bad.flush(budget.dead_letter_wait(closing))
         if left:
             log.error("dead-letter copies not acknowledged", extra={"records": left})

@@ -101,20 +101,6 @@ class Skip:
     reason: str
 
 
-class Item:
-    """One accepted item as the job tracker keeps it: a customer and its events by name
-    (connector/jobs.py; the requests themselves carry `connector.core.Item`s)."""
-
-    __slots__ = ("customer_id", "events")
-
-    def __init__(self, customer_id: str, events: dict[str, Event] | None = None) -> None:
-        self.customer_id = customer_id
-        self.events: dict[str, Event] = {} if events is None else events
-
-    def __repr__(self) -> str:
-        return f"Item({self.customer_id!r}, {list(self.events)!r})"
-
-
 # --- the error tree -----------------------------------------------------------------
 
 

@@ -26,12 +26,14 @@ from connector.core import CoreSettings, DeliveryCore, Item, Row, Run
 from connector.core import Letter as Ticket
 from connector.deadletter import DeadLetters, error_headers
 from connector.gameball import Action, Answer, GameballClient, Verdict, classify
-from connector.jobs import JobTracker
+from connector.job_letters import JobLetters
+from connector.jobreads import JobId
+from connector.jobs import EventRef, JobTracker
 from connector.letters import ATTEMPT, Letter
 from connector.logs import RateLimitedLog
 from connector.ratelimit import RateLimiter, Window
-from connector.records import Event, RecordError, Skip
-from connector.records import Item as JobItem
+from connector.records import Event, RecordError, RecordLike, Skip
+from connector.refetch import RecordFetcher
 from connector.sender import Delivery, Sender, events_in, offset_ranges
 
 if TYPE_CHECKING:
@@ -104,10 +106,11 @@ class Delivering:
         self._dlq = DeadLetters(s.model_copy(update={
             "dead_letter": s.dead_letter.model_copy(update={"topic": redrive.topic})}))
         self._dlq_pending = 0
-        self._job_failures: queue.SimpleQueue[tuple[Event, int | str, dict[str, Any]]] = (
-            queue.SimpleQueue())
+        # Job tracking keeps only where each copy is; a failed item's copy is re-read.
+        self._job_failures = JobLetters(RecordFetcher(redrive.consumer_config()),
+                                        self._job_failed)
         self._jobs = (JobTracker(tracking, self._client.job_status, lambda *_: None,
-                                 lambda ev, job, err: self._job_failures.put((ev, job, err)))
+                                 self._job_failures.failed)
                       if endpoint == "batch" and tracking.enabled else None)
 
     # --- the loop ---------------------------------------------------------------------
@@ -146,7 +149,7 @@ class Delivering:
 
     def _idle(self) -> bool:
         return (self._core.is_idle() and self._dlq_pending == 0
-                and self._job_failures.empty()
+                and self._job_failures.idle
                 and (self._jobs is None or self._jobs.tracked() == 0))
 
     def _ingest(self, letters: list[Letter]) -> None:
@@ -237,11 +240,10 @@ class Delivering:
                         extra={"events": events_in(delivery.abandoned)})
 
     def _track(self, job_id: Any, items: list[Item]) -> None:
-        """Hand an accepted request to the job tracker: the re-drive's one call to it."""
+        """Hand an accepted request to the job tracker: the re-drive's one call to it.
+        Refs name each copy on the dead-letter topic (its segment and row)."""
         if self._jobs is not None:
-            self._jobs.submit(job_id, [
-                JobItem(item.customer_id, {row[2]: row[3] for _seg, row in item.entries})
-                for item in items])
+            self._jobs.submit(job_id, [(item.customer_id, item.refs()) for item in items])
 
     def _letter_done(self, letter: Letter) -> None:
         """One event (or the write-back) of `letter` is done (its offset is the core's)."""
@@ -275,14 +277,23 @@ class Delivering:
         self._dlq.send(letter, headers, delivered)
 
     def _write_back_job_failures(self) -> None:
-        """Items an accepted job failed: their copies are done already; write them back."""
-        while not self._job_failures.empty():
-            ev, job_id, error = self._job_failures.get_nowait()
-            self._r.counts["job_failed"] += 1
-            extra = {"jobId": job_id, "code": error.get("code"), "type": error.get("type"),
-                     "customerId": ev.customer_id, "event": ev.name}
-            self._write_back(_letter(ev), "job", "job_failed",
-                             str(error.get("message") or error), None, extra, lambda: None)
+        self._job_failures.poll()
+
+    def _job_failed(self, ref: EventRef, job_id: JobId, error: dict[str, Any],
+                    copy: RecordLike | None, why: str | None) -> None:
+        """Items an accepted job failed: their copies are done already; write them back
+        (re-read from the dead-letter topic; one that cannot be is logged and counted)."""
+        self._r.counts["job_failed"] += 1
+        if copy is None:
+            self._r.counts["job_failed_unreadable"] += 1
+            log.error("failed job item: its copy could not be re-read", extra={
+                "topic": ref.topic, "partition": ref.partition, "offset": ref.offset,
+                "job_id": job_id, "reason": why})
+            return
+        extra = {"jobId": job_id, "code": error.get("code"), "type": error.get("type"),
+                 "customerId": ref.customer_id, "event": ref.name}
+        self._write_back(Letter.read(copy), "job", "job_failed",
+                         str(error.get("message") or error), None, extra, lambda: None)
 
     def _commit(self) -> None:
         core = self._core
@@ -321,7 +332,7 @@ class Delivering:
                 self._write_back_job_failures()
                 time.sleep(0.1)
             self._jobs.close(2.0)
-            self._write_back_job_failures()
+        self._job_failures.close(10.0)
         left = self._dlq.flush(30.0)
         if left:
             log.error("dead-letter copies not acknowledged", extra={"records": left})

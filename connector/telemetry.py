@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import __version__
+from connector.jobitems import UNAVAILABLE_REASONS
 from connector.jobs import JOB_OUTCOMES
 from connector.telemetry_http import HttpServer
 
@@ -158,6 +159,14 @@ class Metrics:
         self.job_items_failed = Counter(
             P + "job_items_failed", "Items a batch job reported as failed.", registry=r
         )
+        self.job_records_unavailable = Counter(
+            P + "job_records_unavailable",
+            "Failed job items whose record could not be re-read: dead-lettered as a reference.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in UNAVAILABLE_REASONS:
+            self.job_records_unavailable.labels(reason)
         self.ready = Gauge(P + "ready", "1 when the connector is ready.", registry=r)
         self.build_info = Gauge(
             P + "build_info", "Constant 1, labelled with the version.", ["version"], registry=r

@@ -1,6 +1,6 @@
 """Per-partition commit state at segment granularity, and what a crash would re-send.
 
-Vocabulary as in `connector.offsets`: an offset is Kafka's *next offset to read*; a
+Vocabulary: an offset is Kafka's *next offset to read*; a
 record is done when every event it produced was accepted or dead-lettered. Here acks
 come as counts per segment, so the committable offset is the `first` of the oldest
 unfinished segment (or last read + 1): it never passes an unfinished record and never

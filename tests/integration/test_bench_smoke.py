@@ -1,7 +1,8 @@
 """The benchmark command still works: `python -m bench.run --smoke` end to end.
 
 Real broker, real sandbox, the real connector CLI, the limit consumer, the naive
-peer and the lean forwarder as subprocesses; only the data set is tiny. Checks what a
+peer, the lean forwarder and the Quix Streams peer (in its own venv, `make
+.venv-quix/.done`) as subprocesses; only the data set is tiny. Checks what a
 person reading the results would: every run is there, every record was read and every
 event accepted, and the numbers are plausible measurements (not zeros, not placeholders).
 """
@@ -36,7 +37,7 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     assert "failed" not in latest
 
     runs = latest["runs"]
-    assert set(runs) == {"limit", "connector", "naive", "lean"}
+    assert set(runs) == {"limit", "connector", "naive", "lean", "quix"}
     records = latest["parameters"]["records"]
     assert records == 5000
     for name, run in runs.items():
@@ -52,21 +53,30 @@ def test_bench_smoke_produces_results(tmp_path: Path) -> None:
     assert runs["connector"]["events_accepted"] == records
     assert runs["naive"]["events_accepted"] == records
     assert runs["lean"]["events_accepted"] == records
+    assert runs["quix"]["events_accepted"] == records  # Quix's last checkpoint flushed
     assert runs["connector"]["errors"] == 0
 
     ratios = latest["summary"]["ratios"]
     assert ratios["throughput_connector_over_limit"] == pytest.approx(
         runs["connector"]["records_per_s"] / runs["limit"]["records_per_s"], rel=0.01
     )
-    assert {t["target"] for t in latest["summary"]["targets"]} >= {
-        "connector CPU per million / limit's",
+    assert ratios["throughput_connector_over_quix"] == pytest.approx(
+        runs["connector"]["records_per_s"] / runs["quix"]["records_per_s"], rel=0.01
+    )
+    assert {t["target"] for t in latest["summary"]["targets"]} == {
+        "connector CPU per record / lean forwarder's",
+        "connector throughput / lean forwarder's",
+        "connector throughput / Quix Streams peer's",
+        "connector CPU per record / Quix Streams peer's",
         "connector peak RSS MB (backlog run)",
     }
+    # Peak RSS is each process's own (VmHWM), not the benchmark parent's carried over.
+    assert len({run["peak_rss_mb"] for run in runs.values()}) > 1
     # The table is printed with the runs first and the ratios last, and the plot drawn.
     lines = proc.stdout.splitlines()
     first_row = next(i for i, ln in enumerate(lines) if ln.startswith("limit"))
     assert first_row < lines.index("ratios and targets") < len(lines) - 3
-    assert "naive peer" in proc.stdout
+    assert "naive peer" in proc.stdout and "Quix Streams peer" in proc.stdout
     assert ratios["cpu_per_million_connector_over_lean"] == pytest.approx(
         runs["connector"]["cpu_s_per_million"] / runs["lean"]["cpu_s_per_million"], rel=0.01
     )
@@ -122,20 +132,26 @@ def test_mapping_bench_covers_every_example_with_agreeing_builds() -> None:
 
 
 @pytest.mark.integration
-def test_bench_quota_run_measures_the_sustained_rate_and_429s(tmp_path: Path) -> None:
+def test_bench_quota_run_measures_the_sustained_rate_429s_and_crash_resends(
+    tmp_path: Path,
+) -> None:
     """The at-quota run, shortened (2 s warm-up, 4 s measured, batches of 20 so that the
     backlog is small): the sandbox enforces Gameball's 100/s and 1,200/30 s with 80 ms
     latency, and the figures come from its arrival log. The connector's own limiter must
     keep every request under those windows (no 429), and the rate reported is the
-    accepted events inside the measured window over its length."""
+    accepted events inside the measured window over its length. Then the crash-exposure
+    run with one SIGKILL at the same quota: the events re-sent after it, counted from
+    the sandbox's items, against batch.max_resend_events (3 x 8 x 20 by default here)."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--records", "2000", "--customers", "200",
-         "--skip-mapping", "--no-docs", "--out", str(tmp_path), "--quota-warm-up", "2",
-         "--quota-seconds", "4", "--set", "batch.max_items=20"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+         "--skip-mapping", "--skip-quix", "--no-docs", "--out", str(tmp_path),
+         "--quota-warm-up", "2", "--quota-seconds", "4", "--set", "batch.max_items=20",
+         "--crash-kills", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
-    quota = json.loads((tmp_path / "latest.json").read_text())["runs"]["quota"]
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    quota = latest["runs"]["quota"]
     assert quota["ceiling_events_per_s"] == 1200 * 20 / 30
     assert (quota["warm_up_s"], quota["wall_s"]) == (2, 4)
     assert quota["requests_after_warm_up"] > 0
@@ -149,3 +165,19 @@ def test_bench_quota_run_measures_the_sustained_rate_and_429s(tmp_path: Path) ->
     assert sum(quota["accepted_per_second"][2:6]) == quota["records"]
     assert sum(quota["accepted_per_second"]) <= quota["events_accepted_total"]
     assert "at quota: sustained events/s / ceiling (800/s)" in proc.stdout
+
+    crash = latest["crash"]
+    bound = crash["resend_bound"]
+    assert crash["kills"] == 1 and len(crash["resent_per_kill"]) == 1
+    assert [p["ended_by"] for p in crash["processes"]] == ["SIGKILL", "SIGTERM"]
+    assert crash["processes"][0]["exit_code"] == -9
+    assert crash["processes"][1]["exit_code"] == 0
+    # each process delivered its share, at least twice the bound
+    assert all(p["events_delivered"] >= 2 * bound for p in crash["processes"])
+    assert crash["events_delivered"] == sum(p["events_delivered"] for p in crash["processes"])
+    # every delivery is a first one, a re-send after the kill, or (never) a duplicate
+    # without one; what the kill re-sent stays within the configured bound
+    assert crash["duplicates_without_kill"] == 0
+    assert crash["events_delivered"] == crash["distinct_events"] + crash["resent_per_kill"][0]
+    assert 0 <= crash["resent_per_kill"][0] <= bound
+    assert f"(bound batch.max_resend_events = {bound:,})" in proc.stdout

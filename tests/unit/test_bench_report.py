@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bench import report
 
@@ -11,7 +12,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.js
 
 
 def test_update_docs_replaces_only_the_figures_between_the_markers(tmp_path: Path) -> None:
-    results = json.loads(RESULTS.read_text())
+    results = with_quix_and_crash(json.loads(RESULTS.read_text()))
+    results["summary"] = report.summarise(results["runs"], results["crash"])
     doc = tmp_path / "benchmarks.md"
     plot = tmp_path / "benchmarks" / "benchmark.png"
     doc.write_text(f"# Title\n\nprose before\n\n{report.BEGIN}\nold figures\n{report.END}\n\n"
@@ -27,20 +29,74 @@ def test_update_docs_replaces_only_the_figures_between_the_markers(tmp_path: Pat
     for target in results["summary"]["targets"]:
         assert f"| {target['target']} |" in text
     assert "![throughput and CPU per million per run](benchmarks/benchmark.png)" in text
+    per_kill = ", ".join(f"{n:,}" for n in results["crash"]["resent_per_kill"])
+    assert f"SIGKILLs mid-stream re-sent {per_kill} events" in text
+
+
+def with_quix_and_crash(results: dict[str, Any]) -> dict[str, Any]:
+    """The recorded run plus a Quix Streams peer and a crash run when it has none (runs
+    before them): the peer at half the lean forwarder's rate and twice its CPU, three
+    kills of which the last passes its bound."""
+    runs = dict(results["runs"])
+    lean = runs["lean"]
+    runs.setdefault("quix", {**lean, "name": "quix", "records_per_s": lean["records_per_s"] / 2,
+                             "cpu_s_per_million": lean["cpu_s_per_million"] * 2})
+    crash = results.get("crash") or {
+        "kills": 3, "resend_bound": 24_000, "resent_per_kill": [9_000, 300, 24_001],
+        "worst_resent": 24_001, "duplicates_without_kill": 0, "throttled": 0,
+        "processes": [{"events_delivered": 50_000, "seconds": 5.0, "ended_by": "SIGKILL"}] * 3
+        + [{"events_delivered": 60_000, "seconds": 6.0, "ended_by": "SIGTERM"}]}
+    return {**results, "runs": runs, "crash": crash}
 
 
 def test_summary_ratios_and_verdicts_follow_the_runs() -> None:
-    runs = json.loads(RESULTS.read_text())["runs"]
-    summary = report.summarise(runs)
+    results = with_quix_and_crash(json.loads(RESULTS.read_text()))
+    runs, crash = results["runs"], results["crash"]
+    summary = report.summarise(runs, crash)
     ratios = summary["ratios"]
-    assert ratios["throughput_connector_over_limit"] == round(
-        runs["connector"]["records_per_s"] / runs["limit"]["records_per_s"], 3)
+    con, lean, quix = runs["connector"], runs["lean"], runs["quix"]
+    assert ratios["throughput_connector_over_lean"] == round(
+        con["records_per_s"] / lean["records_per_s"], 3)
     assert ratios["cpu_per_million_connector_over_lean"] == round(
-        runs["connector"]["cpu_s_per_million"] / runs["lean"]["cpu_s_per_million"], 3)
+        con["cpu_s_per_million"] / lean["cpu_s_per_million"], 3)
+    assert ratios["throughput_connector_over_quix"] == round(
+        con["records_per_s"] / quix["records_per_s"], 3)
+    assert ratios["cpu_per_million_connector_over_quix"] == round(
+        con["cpu_s_per_million"] / quix["cpu_s_per_million"], 3)
     verdicts = {t["target"]: t["ok"] for t in summary["targets"]}
-    cpu = verdicts["connector CPU per million / limit's"]
-    assert cpu == (ratios["cpu_per_million_connector_over_limit"] <= 2.0)
+    # issue 14's targets, each judged from its own ratio
+    assert verdicts["connector CPU per record / lean forwarder's"] == (
+        ratios["cpu_per_million_connector_over_lean"] <= 2.0)
+    assert verdicts["connector throughput / lean forwarder's"] == (
+        ratios["throughput_connector_over_lean"] >= 0.9)
+    assert verdicts["connector throughput / Quix Streams peer's"] == (
+        ratios["throughput_connector_over_quix"] >= 1.5)
+    assert verdicts["connector CPU per record / Quix Streams peer's"] == (
+        ratios["cpu_per_million_connector_over_quix"] <= 0.6)
+    assert verdicts["connector peak RSS MB (backlog run)"] == (con["peak_rss_mb"] <= 150)
+    assert verdicts["at quota: answers 429"] == (runs["quota"]["throttled_total"] == 0)
+    kills = f"crash: events re-sent after a SIGKILL, worst of {crash['kills']}"
+    assert verdicts[kills] == (max(crash["resent_per_kill"]) <= crash["resend_bound"])
+    # The old ratios against the limit and the naive peer are still written, not judged.
+    assert ratios["throughput_connector_over_naive"] == round(
+        con["records_per_s"] / runs["naive"]["records_per_s"], 3)
+    assert not any("limit" in t["target"] or "naive" in t["target"]
+                   for t in summary["targets"])
     # Without the optional runs their targets are left out, not judged.
     partial = report.summarise({"limit": runs["limit"], "connector": runs["connector"]})
-    assert not any(t["target"].startswith("at quota") for t in partial["targets"])
-    assert partial["ratios"]["throughput_connector_over_naive"] is None
+    assert not any(t["target"].startswith(("at quota", "crash")) or "Quix" in t["target"]
+                   or "lean" in t["target"] for t in partial["targets"])
+    assert partial["ratios"]["throughput_connector_over_quix"] is None
+
+
+def test_a_crash_run_past_its_bound_is_reported_missed_with_each_kill() -> None:
+    results = with_quix_and_crash(json.loads(RESULTS.read_text()))
+    crash = {**results["crash"], "resent_per_kill": [10, 20, 30], "worst_resent": 30,
+             "resend_bound": 25}
+    results = {**results, "crash": crash}
+    results["summary"] = report.summarise(results["runs"], crash)
+    verdict = [t for t in results["summary"]["targets"] if t["target"].startswith("crash")]
+    assert [(t["value"], t["ok"]) for t in verdict] == [(30, False)]
+    text = report.table(results)
+    assert "3 SIGKILLs mid-stream re-sent 10, 20, 30 events" in text
+    assert "max_resend_events = 25" in text

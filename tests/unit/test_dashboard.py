@@ -50,6 +50,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "gameball_connector_end_to_end_seconds": ("histogram", ()),
     "gameball_connector_jobs": ("counter", ("status",)),
     "gameball_connector_job_items_failed": ("counter", ()),
+    "gameball_connector_job_records_unavailable": ("counter", ("reason",)),
     "gameball_connector_ready": ("gauge", ()),
     "gameball_connector_build_info": ("gauge", ("version",)),
 }

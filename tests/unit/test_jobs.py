@@ -6,13 +6,14 @@ import itertools
 import logging
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from connector.config import JobTrackingSettings
-from connector.jobs import FailedItem, JobStatusError, JobTracker, parse_status
-from connector.records import Event, Item, SourceRecord
+from connector.jobitems import ItemRefs, JobItems
+from connector.jobs import EventRef, FailedItem, JobStatusError, JobTracker, parse_status
 
 # --- canned answers, shaped like the documented examples -----------------------------
 
@@ -158,15 +159,17 @@ class Recorder:
     def __init__(self) -> None:
         self.done: list[tuple[str, int]] = []
         self.failed: list[tuple[str, str, int, dict[str, Any]]] = []
+        self.refs: list[EventRef] = []
         self.lock = threading.Lock()
 
     def on_done(self, status: str, failed_count: int) -> None:
         with self.lock:
             self.done.append((status, failed_count))
 
-    def on_failed_item(self, event: Event, job_id: int, error: dict[str, Any]) -> None:
+    def on_failed_item(self, ref: EventRef, job_id: int, error: dict[str, Any]) -> None:
         with self.lock:
-            self.failed.append((event.customer_id, event.name, job_id, error))
+            self.failed.append((ref.customer_id, ref.name, job_id, error))
+            self.refs.append(ref)
 
 
 class ScriptedFetch:
@@ -186,13 +189,10 @@ class ScriptedFetch:
         return answer  # type: ignore[no-any-return]
 
 
-def items(*customers: str, names: tuple[str, ...] = ("place_order",)) -> list[Item]:
-    out = []
-    for n, customer in enumerate(customers):
-        record = SourceRecord("orders", b"{}", partition_=0, offset_=n)
-        events = {name: Event(customer, name, {"n": n}, record) for name in names}
-        out.append(Item(customer, events))
-    return out
+def items(*customers: str, names: tuple[str, ...] = ("place_order",)) -> list[ItemRefs]:
+    """One item per customer; item n's events come from offset n of orders[n % 3]."""
+    return [(customer, [("orders", n % 3, n, name) for name in names])
+            for n, customer in enumerate(customers)]
 
 
 def settings(**kw: Any) -> JobTrackingSettings:
@@ -262,6 +262,8 @@ def test_failed_item_reaches_the_hook_for_each_of_its_events(
         ("c2", "place_order", 8812, error),
         ("c2", "write_review", 8812, error),
     ]
+    assert sorted(rec.refs) == [EventRef("orders", 1, 1, "c2", "place_order"),
+                                EventRef("orders", 1, 1, "c2", "write_review")]
     assert rec.done == [("completed", 1)]
     item_lines = [r for r in caplog.records if r.getMessage() == "batch job item failed"]
     assert len(item_lines) == 1
@@ -300,8 +302,7 @@ def test_failure_by_index_picks_exactly_that_item() -> None:
     t.submit(1, batch)
     run_until_idle(t, clock)
     assert len(rec.failed) == 1
-    (event,) = batch[2].events.values()
-    assert rec.failed[0][:2] == ("dup", event.name)
+    assert rec.refs == [EventRef("orders", 2, 2, "dup", "place_order")]
 
 
 def test_failed_job_without_details_dead_letters_every_item() -> None:
@@ -364,7 +365,7 @@ def test_a_failing_hook_does_not_stop_tracking(caplog: pytest.LogCaptureFixture)
     fetch = ScriptedFetch(clock, {1: [(200, NEWEST_COMPLETED)], 2: [DONE]})
     done: list[str] = []
 
-    def bad_failed_item(event: Event, job_id: int, error: dict[str, Any]) -> None:
+    def bad_failed_item(ref: EventRef, job_id: int, error: dict[str, Any]) -> None:
         raise RuntimeError("producer gone")
 
     t = JobTracker(
@@ -376,6 +377,36 @@ def test_a_failing_hook_does_not_stop_tracking(caplog: pytest.LogCaptureFixture)
         run_until_idle(t, clock)
     assert done == ["completed", "completed"]
     assert any("on_failed_item hook failed" in r.getMessage() for r in caplog.records)
+
+
+def test_packed_items_give_back_every_ref_as_submitted() -> None:
+    submitted: list[ItemRefs] = [
+        ("c-é", [("orders", 0, 10, "place_order"), ("reviews", 5, 2**40, "write_review")]),
+        ("", [("orders", 0, 11, "place_order")]),
+        ("c-é", []),
+        ("z" * 300, [("orders", 70000 % 7, 12, "x"), ("orders", 3, 0, "place_order")]),
+    ]
+    packed = JobItems(submitted)
+    assert len(packed) == 4 and packed.events == 5
+    for i, (customer, refs) in enumerate(submitted):
+        assert packed.customer(i) == customer
+        assert packed.refs(i) == [EventRef(t, p, o, customer, n) for t, p, o, n in refs]
+
+
+def test_a_tracked_job_keeps_tens_of_bytes_per_event() -> None:
+    """What made tracking heavy was keeping events, metadata and messages: a job of
+    1,000 items now costs well under 100 bytes an event (docs/metrics.md)."""
+    submitted = [(f"customer-{n:06d}", [("orders", n % 6, 5_000_000 + n, "place_order")])
+                 for n in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        packed = JobItems(submitted)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert packed.events == 1000
+    assert kept < 100 * 1000
 
 
 # --- the tracker with its real worker threads ----------------------------------------

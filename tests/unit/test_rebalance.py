@@ -4,6 +4,7 @@ what a partition takes with it uncommitted is committed once more or counted."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -161,3 +162,39 @@ def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_seco
     assert not p.flow.held_back()
     p.flow.update(101.1)
     assert calls == ["pause", "resume"]
+
+
+class Stalled(Commits):
+    """A broker that answers synchronous commits only when `answer` is set."""
+
+    answer = threading.Event()
+
+    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
+        self.calls.append(("sync", offsets))
+        self.answer.wait(30)
+        return {(t, p) for t, p, _ in offsets}
+
+
+def test_a_commit_the_crash_budget_waits_for_never_blocks_the_loop() -> None:
+    """A synchronous commit to a broker that does not answer blocked the loop for
+    minutes (measured against a switched-off broker); on the committing thread the loop
+    goes on, and the answer, once it comes, frees the budget."""
+    Stalled.answer.clear()
+    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}",
+              source_type=Stalled)
+    p = b.pipeline
+    p.rebalance.on_assign([("orders", 0)])
+    p.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
+    first = take(b)
+    p.completed(Delivery(first, accepted=[(first.items, None)]))
+    assert p.core.awaiting_confirmation()
+    p.commits.commit_soon()
+    started = time.monotonic()
+    assert not p.commits.settle(wait=0.2)  # no answer yet: the loop returns to its work
+    assert time.monotonic() - started < 1.0
+    assert p.core.exposure == 10
+    Stalled.answer.set()
+    assert p.commits.settle(wait=10)
+    stored = b.value("gameball_connector_committed_offset", topic="orders", partition="0")
+    assert 0 < stored <= 10  # up to the last whole segment of the accepted records
+    assert p.core.exposure == 10 - stored

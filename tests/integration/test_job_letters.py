@@ -1,0 +1,98 @@
+"""connector/job_letters.py with the real fetcher, dead-letter producer and broker: a
+failed job item is copied to the dead-letter topic with its original bytes re-read by
+offset; one whose record cannot be read any more becomes a reference copy, counted."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import yaml
+from prometheus_client import CollectorRegistry
+
+from connector.badrecords import BadRecords
+from connector.config import Settings, parse
+from connector.deadletter import DeadLetters
+from connector.job_letters import JobLetters, dead_letter_job_failure
+from connector.jobs import EventRef
+from connector.localbroker import LocalBroker
+from connector.refetch import TIMED_OUT, RecordFetcher, fetcher_config
+from connector.telemetry import Health, Metrics
+from tests.support import (
+    API_KEY,
+    SECRET_KEY,
+    connector_config,
+    produce,
+    read_all,
+    unique,
+    wait_until,
+)
+
+
+def _settings(broker: LocalBroker, topic: str, dlq: str) -> Settings:
+    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, unique("jl"),
+                              dead_letter={"topic": dlq})
+    return parse(yaml.safe_dump(config),
+                 env={"GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY})
+
+
+def test_failed_job_items_reach_the_dead_letters_with_their_bytes_or_as_references(
+    broker: LocalBroker,
+) -> None:
+    topic, dlq = unique("orders"), unique("dlq")
+    broker.create_topics([topic, dlq], partitions=1)
+    produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
+            key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
+            partition=lambda i: 0)
+    settings = _settings(broker, topic, dlq)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    dead_letters = DeadLetters(settings)
+    bad = BadRecords(settings, metrics, Health(60.0), dead_letters)
+    letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
+                         dead_letter_job_failure(bad, metrics))
+    error = {"code": 3000, "type": "Payload Error", "message": "bad metadata"}
+    # Reported from the tracker's threads, as the tracker does.
+    reports = [EventRef(topic, 0, 1, "c1", "place_order"),
+               EventRef(topic, 0, 1, "c1", "write_review"),  # same record, second event
+               EventRef(topic, 0, 77, "c9", "place_order")]  # never written: unreadable
+    threads = [threading.Thread(target=letters.failed, args=(ref, 4711, error))
+               for ref in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    written: list[int] = []
+
+    def all_written() -> bool:
+        written.append(letters.poll())
+        bad.poll()
+        return sum(written) == 3 and bad.pending == 0
+
+    wait_until(all_written, 60, "three copies acknowledged")
+    assert letters.idle
+    copies = read_all(broker.bootstrap, dlq, quiet=2.0)
+    assert len(copies) == 3
+    by_event = {}
+    for msg in copies:
+        headers = dict(msg.headers())
+        by_event[(headers["gameball.error.customerId"], headers["gameball.error.event"])] = (
+            msg, headers)
+        assert headers["gameball.error.reason"] == b"job_failed"
+        assert headers["gameball.error.jobId"] == b"4711"
+        assert headers["gameball.error.code"] == b"3000"
+    for name in (b"place_order", b"write_review"):
+        msg, headers = by_event[(b"c1", name)]
+        assert (msg.key(), msg.value()) == (b"k1", b'{"n": 1}')
+        assert headers["src"] == b"shop" and headers["gameball.error.offset"] == b"1"
+        assert "gameball.error.value_replaced" not in headers
+    msg, headers = by_event[(b"c9", b"place_order")]
+    assert orjson.loads(msg.value()) == {"topic": topic, "partition": 0, "offset": 77,
+                                         "customerId": "c9", "event": "place_order"}
+    assert headers["gameball.error.value_replaced"] == b"unavailable"
+    assert headers["gameball.error.unavailable"] == TIMED_OUT.encode()
+    assert headers["gameball.error.offset"] == b"77"
+    assert registry.get_sample_value("gameball_connector_job_records_unavailable_total",
+                                     {"reason": TIMED_OUT}) == 1
+    letters.close(1.0)
+    dead_letters.flush(5.0)

@@ -1,6 +1,6 @@
 """Per-customer queues of waiting events, and the cut of one batch from them.
 
-The delivery rules (docs/delivery.md; before the core, `window.py`'s): customers are served oldest
+The delivery rules (docs/delivery.md): customers are served oldest
 queue first; a customer is in at most one batch at a time (its later events wait,
 then leave in read order); the j-th waiting event of a name for a customer goes into
 the customer's j-th item of the batch, so same-name events are never merged; a batch

@@ -7,8 +7,9 @@ thread. While the crash budget awaits a confirmation the answer is needed at onc
 an asynchronous commit's answer queues behind the prefetched records and a synchronous
 one blocks for as long as the broker does not answer (minutes, measured): `commit_soon`
 runs a synchronous commit on the committing thread and `settle` applies its answer on
-the loop thread. A failed commit is never an error of its own: its partition is handed
-again at the next commit.
+the loop thread; the thread's later answer is not awaited on revoke (`_forget_soon`). A
+failed commit is never an error of its own: its partition is handed again at the next
+commit.
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ class Commits:
         self._apply(offsets, confirmed)
         return True
 
+    def _forget_soon(self) -> None:
+        """Before a synchronous commit on revoke or at shutdown: apply the committing
+        thread's answer if it is there, else leave that commit to itself and hand its
+        offsets again now. Waiting for it deadlocked a revoke: librdkafka holds a commit
+        from another thread until the rebalance callback (this caller) returns. Its late
+        answer cannot undo this commit: the broker refuses a commit of the old generation
+        once the rebalance is over."""
+        if self._soon is None or self.settle():
+            return
+        offsets, _answer = self._soon
+        self._soon = None
+        for t, p, _o in offsets:
+            self._core.commit_failed(t, p)
+
     def commit(self, asynchronous: bool, only: Collection[tuple[str, int]] | None = None
                ) -> None:
         """Commit moved offsets (`only`: of these partitions). Synchronous commits
@@ -79,9 +94,7 @@ class Commits:
         partition leaves (connector/rebalance.py)."""
         core = self._core
         if not asynchronous:
-            # One under way on the committing thread first: a later answer of an older
-            # commit must not be the last one the broker stores.
-            self.settle(wait=None)
+            self._forget_soon()
         offsets = core.commits(unconfirmed=not asynchronous)  # marked as handed
         if only is not None:
             wanted = set(only)

@@ -198,3 +198,42 @@ def test_a_commit_the_crash_budget_waits_for_never_blocks_the_loop() -> None:
     stored = b.value("gameball_connector_committed_offset", topic="orders", partition="0")
     assert 0 < stored <= 10  # up to the last whole segment of the accepted records
     assert p.core.exposure == 10 - stored
+
+
+class HeldDuringRebalance(Commits):
+    """librdkafka holds a commit made from another thread while a rebalance callback
+    runs: the committing thread's commit answers only when `answer` is set."""
+
+    answer = threading.Event()
+
+    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
+        self.calls.append(("sync", offsets))
+        if threading.current_thread().name.startswith("committing"):
+            self.answer.wait(30)
+        return {(t, p) for t, p, _ in offsets}
+
+
+def test_a_revoke_does_not_wait_for_the_committing_threads_commit() -> None:
+    """Waiting for it inside the revoke callback deadlocked a replica (caught in
+    test_delivery_replicas); the revoke commits the same offsets itself instead."""
+    HeldDuringRebalance.answer.clear()
+    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}",
+              source_type=HeldDuringRebalance)
+    p = b.pipeline
+    source = p.source
+    assert isinstance(source, HeldDuringRebalance)
+    p.rebalance.on_assign([("orders", 0)])
+    p.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
+    first = take(b)
+    p.completed(Delivery(first, accepted=[(first.items, None)]))
+    p.commits.commit_soon()
+    b.health.stopping = True  # nothing left to drain: only the revoke's commit
+    started = time.monotonic()
+    p.rebalance.on_revoke([("orders", 0)], lost=False)
+    assert time.monotonic() - started < 1.0
+    background, revoke = source.calls
+    assert revoke == background  # the revoke committed the same offsets itself
+    ((_topic, _partition, offset),) = revoke[1]
+    # confirmed: only accepted events past the last whole segment are the next owner's
+    assert b.value(DUPLICATES) == 10 - offset < 10
+    HeldDuringRebalance.answer.set()

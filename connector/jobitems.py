@@ -61,16 +61,28 @@ class JobItems:
         self._cid_ends = cid_ends = array("I")  # per item: end of its customer id in `_cids`
         cids: list[str] = []
         length = 0
+        # Consecutive events mostly share a partition and a name: look each up once a run.
+        last_topic: str | None = None
+        last_partition = last_where = -1
+        last_name: str | None = None
+        p = n = 0
+        add_offset, add_where = offsets.append, where.append
         for customer_id, refs in items:
             for topic, partition, offset, name in refs:
-                p = parts.get((topic, partition))
-                if p is None:
-                    p = parts[(topic, partition)] = len(parts)
-                n = names.get(name)
-                if n is None:
-                    n = names[name] = len(names)
-                offsets.append(offset)
-                where.append(p << 16 | n)
+                if partition != last_partition or topic != last_topic:
+                    p = parts.get((topic, partition), -1)
+                    if p < 0:
+                        p = parts[(topic, partition)] = len(parts)
+                    last_topic, last_partition = topic, partition
+                    last_where = -1
+                if name != last_name or last_where < 0:
+                    n = names.get(name, -1)
+                    if n < 0:
+                        n = names[name] = len(names)
+                    last_name = name
+                    last_where = p << 16 | n
+                add_offset(offset)
+                add_where(last_where)
             ends.append(len(offsets))
             cids.append(customer_id)
             length += len(customer_id)

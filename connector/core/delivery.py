@@ -250,7 +250,17 @@ class DeliveryCore:
             out.accepted += n
             parts[(seg.topic, seg.partition)].exposed += n
         self.exposed += out.accepted
-        if out.accepted:
+        if out.accepted and not (rejected or abandoned):
+            # the common case: every event accepted; one C `min` over the timestamps
+            oldest = min([row[4] for item in batch.items for _seg, row in item.entries])
+            if oldest >= 0:
+                out.oldest_ms = oldest
+            else:  # some records have no timestamp (-1): the oldest of those that do
+                stamped = [row[4] for item in batch.items for _seg, row in item.entries
+                           if row[4] >= 0]
+                if stamped:
+                    out.oldest_ms = min(stamped)
+        elif out.accepted:
             oldest = _NO_TS
             # by row: the shell may list new items holding some of a batch item's entries
             skip = {id(row) for i in (*(i for i, _ in rejected), *abandoned)

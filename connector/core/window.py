@@ -32,7 +32,6 @@ class CustomerWindow:
         queues = self.queues
         busy = self.busy
         ready = 0
-        n = 0
         for row in rows:
             cid = row[1]
             queue = queues.get(cid)
@@ -42,8 +41,7 @@ class CustomerWindow:
                 queue.append((seg, row))
             if cid not in busy:
                 ready += 1
-            n += 1
-        self.waiting += n
+        self.waiting += len(rows)
         self.ready += ready
         return ready
 

@@ -307,3 +307,17 @@ def test_ready_events_leave_out_customers_in_flight_until_their_batch_ends() -> 
     assert (c.ready, c.waiting) == (1, 1)
     third = c.next_batch(2.0, force=True)
     assert third is not None and sent(third) == [("c1", [1])]
+
+
+def test_an_all_accepted_batch_reports_its_oldest_record_stamp_ignoring_unstamped_ones() -> None:
+    c = core(max_items=5)
+    c.ingest([Run(T, 0, [row(0, "a", ts=700), row(1, "b", ts=-1), row(2, "c", ts=300),
+                         row(3, "a", ts=900)])], 0.0)
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None
+    assert c.complete(batch, 0.0).oldest_ms == 300  # not -1: record 1 has no timestamp
+    c.ingest([Run(T, 0, [row(4, "d"), row(5, "e")])], 0.0)
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None
+    done = c.complete(batch, 0.0)
+    assert done.accepted == 2 and done.oldest_ms is None  # no record has one

@@ -10,6 +10,8 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.config import JobTrackingSettings
 from connector.jobitems import ItemRefs, JobItems
@@ -390,6 +392,22 @@ def test_packed_items_give_back_every_ref_as_submitted() -> None:
     assert len(packed) == 4 and packed.events == 5
     for i, (customer, refs) in enumerate(submitted):
         assert packed.customer(i) == customer
+        assert packed.refs(i) == [EventRef(t, p, o, customer, n) for t, p, o, n in refs]
+
+
+_refs = st.lists(st.tuples(st.sampled_from(["orders", "reviews"]), st.integers(0, 3),
+                           st.integers(0, 2**40), st.sampled_from(["a", "b", "place_order"])),
+                 max_size=6)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["c1", "c2", ""]), _refs), max_size=12))
+def test_packing_any_mix_of_partitions_and_names_gives_the_refs_back(
+        submitted: list[ItemRefs]) -> None:
+    """Packing looks partitions and names up once per run of equal ones: any order of
+    changes must still give every event back as submitted."""
+    packed = JobItems(submitted)
+    assert len(packed) == len(submitted)
+    for i, (customer, refs) in enumerate(submitted):
         assert packed.refs(i) == [EventRef(t, p, o, customer, n) for t, p, o, n in refs]
 
 

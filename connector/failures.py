@@ -1,6 +1,6 @@
 """Records that did not become delivered events, on their way to `dead_letter.on_error`.
 
-Three kinds, one path (`BadRecords.handle`, which dead-letters, holds the partition, or
+Two kinds, one path (`BadRecords.handle`, which dead-letters, holds the partition, or
 drops as configured): a record the mapper or the sender could not turn into an event
 (`record_failed`), and an event Gameball rejected (`gameball_rejected`). Each gets the
 `gameball.error.*` headers docs/delivery.md lists. Items an accepted batch job failed

@@ -234,3 +234,42 @@ def test_items_failed_in_their_batch_job_are_followed_and_written_back(
     assert all(h["gameball.error.attempt"] == "2" and h["gameball.error.stage"] == "job"
                for h in again)
     assert committed(broker.bootstrap, f"{group}-redrive", dlq, 1) == {0: 3}
+
+
+def test_a_copy_whose_event_still_cannot_be_encoded_is_written_back_and_passed(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The re-drive's sender takes an event it cannot encode out of the request (stage
+    `encode`): its copy comes back with attempt 2 and the re-drive's group commits past
+    it, instead of stopping there."""
+    topic, dlq, group = unique("deep"), unique("dlq"), unique("g-deep")
+    broker.create_topics([topic], partitions=1)
+    broker.create_topics([dlq], partitions=1)
+    # orjson decodes 1,024 levels but encodes only 254: written out by hand
+    deep = b'{"d":' * 300 + b'"bottom"' + b"}" * 300
+    bad = b'{"id":"o-1","customer":{"id":"c2"},"extra":' + deep + b"}"
+    good = [orjson.dumps({"id": f"o-{i}", "customer": {"id": "c1"}}) for i in (0, 2)]
+    ends = produce(broker.bootstrap, topic, [good[0], bad, good[1]])
+    mapping = [{"topic": topic, "customer_id": "customer.id", "event": "place_order",
+                "metadata": {"order_id": "id", "extra": "extra"}}]
+    with SandboxServer() as sandbox:
+        config = connector_config(broker.bootstrap, sandbox.url, topic, group, mapping,
+                                  dead_letter={"topic": dlq})
+        with ConnectorProcess(config, tmp_path) as proc:
+            stop_when_committed(proc, broker.bootstrap, group, topic, ends, timeout=60)
+        (first,) = read_all(broker.bootstrap, dlq, quiet=1.0)
+        assert _headers(first)["gameball.error.stage"] == "encode"
+        sent_before = len(sandbox.items())
+
+        out = _redrive(proc.config_path)
+        assert _summary(out.stdout) == {"read": 1, "sent": 0, "skipped": 0, "failed_again": 1}
+        assert len(sandbox.items()) == sent_before  # nothing of it reached Gameball
+    copies = read_all(broker.bootstrap, dlq, quiet=1.0)
+    assert len(copies) == 2
+    again = _headers(copies[1])
+    assert (again["gameball.error.stage"], again["gameball.error.reason"]) == (
+        "encode", "unencodable")
+    assert again["gameball.error.attempt"] == "2"
+    assert again["gameball.error.offset"] == "1"  # still the original record's
+    assert copies[1].value() == bad
+    assert committed(broker.bootstrap, f"{group}-redrive", dlq, 1) == {0: 1}

@@ -7,7 +7,7 @@ thread. While the crash budget awaits a confirmation the answer is needed at onc
 an asynchronous commit's answer queues behind the prefetched records and a synchronous
 one blocks for as long as the broker does not answer (minutes, measured): `commit_soon`
 runs a synchronous commit on the committing thread and `settle` applies its answer on
-the loop thread; the thread's later answer is not awaited on revoke (`_forget_soon`). A
+the loop thread (a revoke meanwhile does not wait for it: `commit`). A
 failed commit is never an error of its own: its partition is handed again at the next
 commit.
 """
@@ -72,29 +72,23 @@ class Commits:
         self._apply(offsets, confirmed)
         return True
 
-    def _forget_soon(self) -> None:
-        """Before a synchronous commit on revoke or at shutdown: apply the committing
-        thread's answer if it is there, else leave that commit to itself and hand its
-        offsets again now. Waiting for it deadlocked a revoke: librdkafka holds a commit
-        from another thread until the rebalance callback (this caller) returns. Its late
-        answer cannot undo this commit: the broker refuses a commit of the old generation
-        once the rebalance is over."""
-        if self._soon is None or self.settle():
-            return
-        offsets, _answer = self._soon
-        self._soon = None
-        for t, p, _o in offsets:
-            self._core.commit_failed(t, p)
-
-    def commit(self, asynchronous: bool, only: Collection[tuple[str, int]] | None = None
-               ) -> None:
+    def commit(self, asynchronous: bool, only: Collection[tuple[str, int]] | None = None,
+               in_rebalance: bool = False) -> None:
         """Commit moved offsets (`only`: of these partitions). Synchronous commits
         (revoke, shutdown) also repeat offsets whose asynchronous commit is unconfirmed:
         it may still fail after the revoke. What stays unconfirmed is counted when its
-        partition leaves (connector/rebalance.py)."""
+        partition leaves (connector/rebalance.py).
+
+        A synchronous commit comes after `commit_soon`'s, never beside it: the older
+        one's offsets would overwrite the newer ones if they landed last. At shutdown it
+        waits for it. Inside a rebalance callback (`in_rebalance`) it cannot: librdkafka
+        holds the committing thread's commit until the callback returns (waiting
+        deadlocked a replica), so then nothing is committed here; the revoke counts what
+        stays unconfirmed as possible duplicates (docs/core.md)."""
         core = self._core
-        if not asynchronous:
-            self._forget_soon()
+        if (not asynchronous and self._soon is not None
+                and not self.settle(wait=0.0 if in_rebalance else None)):
+            return
         offsets = core.commits(unconfirmed=not asynchronous)  # marked as handed
         if only is not None:
             wanted = set(only)

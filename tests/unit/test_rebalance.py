@@ -215,7 +215,9 @@ class HeldDuringRebalance(Commits):
 
 def test_a_revoke_does_not_wait_for_the_committing_threads_commit() -> None:
     """Waiting for it inside the revoke callback deadlocked a replica (caught in
-    test_delivery_replicas); the revoke commits the same offsets itself instead."""
+    test_delivery_replicas). Committing beside it let its older offsets land last (1,234
+    uncounted duplicates in a fresh-clone run), so the revoke commits nothing and counts
+    what that commit may not cover."""
     HeldDuringRebalance.answer.clear()
     b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}",
               source_type=HeldDuringRebalance)
@@ -231,9 +233,8 @@ def test_a_revoke_does_not_wait_for_the_committing_threads_commit() -> None:
     started = time.monotonic()
     p.rebalance.on_revoke([("orders", 0)], lost=False)
     assert time.monotonic() - started < 1.0
-    background, revoke = source.calls
-    assert revoke == background  # the revoke committed the same offsets itself
-    ((_topic, _partition, offset),) = revoke[1]
-    # confirmed: only accepted events past the last whole segment are the next owner's
-    assert b.value(DUPLICATES) == 10 - offset < 10
+    assert [kind for kind, _ in source.calls] == ["sync"]  # the committing thread's only
+    assert b.value(DUPLICATES) == 10  # every accepted event: none confirmed committed
     HeldDuringRebalance.answer.set()
+    assert p.commits.settle(wait=10)  # its late answer is harmless: the partition is gone
+    assert p.core.exposure == 0

@@ -1,23 +1,16 @@
 """Committing what the core says is done, and hearing the broker's answer.
 
-The loop thread is the only caller: `commit` after completions and on the timer
-(asynchronously), and synchronously on revoke and at shutdown; `on_commit` is
-librdkafka's answer to an asynchronous commit, run inside `consume()` on the same
-thread. While the crash budget awaits a confirmation the answer is needed at once, but
-an asynchronous commit's answer queues behind the prefetched records and a synchronous
-one blocks for as long as the broker does not answer (minutes, measured): `commit_soon`
-runs a synchronous commit on the committing thread and `settle` applies its answer on
-the loop thread (a revoke meanwhile does not wait for it: `commit`). A
-failed commit is never an error of its own: its partition is handed again at the next
-commit.
+The loop thread is the only caller (commits ride on the consumer, which is not shared):
+`commit` after completions and on the timer, synchronously on revoke, at shutdown and
+while the crash budget awaits a confirmation; `on_commit` is librdkafka's answer to an
+asynchronous commit, run inside `consume()` on the same thread. A failed commit is
+never an error of its own: its partition is handed again at the next commit.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Protocol
 
 from confluent_kafka import KafkaError, TopicPartition
@@ -44,51 +37,14 @@ class Commits:
         self._core = core
         self._source = source
         self._m = metrics
-        self._thread = ThreadPoolExecutor(1, "committing")
-        self._soon: tuple[Offsets, Future[set[tuple[str, int]]]] | None = None
 
-    def commit_soon(self) -> None:
-        """Start a synchronous commit of every unconfirmed offset on the committing thread
-        (unless one is under way); `settle` applies its answer."""
-        if self._soon is not None:
-            return
-        offsets = self._core.commits(unconfirmed=True)  # marked as handed
-        if offsets:
-            self._soon = (offsets, self._thread.submit(self._source.commit_sync, offsets))
-
-    def settle(self, wait: float | None = 0.0) -> bool:
-        """Apply the answer of `commit_soon`'s commit if it came within `wait` seconds
-        (None: wait for it); True when one was applied."""
-        if self._soon is None:
-            return False
-        offsets, answer = self._soon
-        try:
-            confirmed = answer.result(timeout=wait)
-        except FutureTimeout:
-            return False
-        except Exception:  # the commit call itself failed: hand the offsets again
-            confirmed = set()
-        self._soon = None
-        self._apply(offsets, confirmed)
-        return True
-
-    def commit(self, asynchronous: bool, only: Collection[tuple[str, int]] | None = None,
-               in_rebalance: bool = False) -> None:
+    def commit(self, asynchronous: bool, only: Collection[tuple[str, int]] | None = None
+               ) -> None:
         """Commit moved offsets (`only`: of these partitions). Synchronous commits
         (revoke, shutdown) also repeat offsets whose asynchronous commit is unconfirmed:
         it may still fail after the revoke. What stays unconfirmed is counted when its
-        partition leaves (connector/rebalance.py).
-
-        A synchronous commit comes after `commit_soon`'s, never beside it: the older
-        one's offsets would overwrite the newer ones if they landed last. At shutdown it
-        waits for it. Inside a rebalance callback (`in_rebalance`) it cannot: librdkafka
-        holds the committing thread's commit until the callback returns (waiting
-        deadlocked a replica), so then nothing is committed here; the revoke counts what
-        stays unconfirmed as possible duplicates (docs/core.md)."""
+        partition leaves (connector/rebalance.py)."""
         core = self._core
-        if (not asynchronous and self._soon is not None
-                and not self.settle(wait=0.0 if in_rebalance else None)):
-            return
         offsets = core.commits(unconfirmed=not asynchronous)  # marked as handed
         if only is not None:
             wanted = set(only)
@@ -101,10 +57,7 @@ class Commits:
         if asynchronous:
             self._source.commit_async(offsets)  # answered in on_commit, on this thread
             return
-        self._apply(offsets, self._source.commit_sync(offsets))
-
-    def _apply(self, offsets: Offsets, confirmed: set[tuple[str, int]]) -> None:
-        core = self._core
+        confirmed = self._source.commit_sync(offsets)
         for t, p, o in offsets:
             if (t, p) in confirmed:
                 core.confirmed(t, p, o)

@@ -152,15 +152,11 @@ class Pipeline:
             now = self._clock()
             self.dispatch(now)
             if core.awaiting_confirmation():
-                # The crash budget waits for a stored commit: ask for it now and wait a
-                # moment for the answer (docs/core.md, "The shell's part"). It runs on
-                # the committing thread: a broker that does not answer must not stop
-                # the loop (a synchronous commit here blocked it for minutes).
-                commits.commit_soon()
-                if commits.settle(wait=0.05):
-                    self.dispatch(self._clock())
-            else:
-                commits.settle()
+                # the crash budget waits for a stored commit: ask for it now and wait
+                # for the answer (docs/core.md, "The shell's part"); an asynchronous
+                # commit's answer would queue behind the records already fetched
+                commits.commit(asynchronous=False)
+                self.dispatch(self._clock())
             if flow.held_back() and not flow.paused:
                 # A whole batch waits for a send slot, or the window is at its bound:
                 # wait for a completion instead of reading further ahead. Once paused
@@ -289,8 +285,7 @@ class Pipeline:
             self._health.beat()
             if send:
                 if self.core.awaiting_confirmation():  # the crash budget waits for it
-                    self.commits.commit_soon()
-                self.commits.settle(wait=0.01)
+                    self.commits.commit(asynchronous=False)
                 self.dispatch(now, force=True)
             self.collect(wait=0.05)
             self._bad.poll()

@@ -60,7 +60,7 @@ class Rebalance:
             if not self._health.stopping:  # shutdown has drained already, bounded once
                 halted = self._bad.halted
                 self._drain([p for p in parts if p not in halted])
-            self._commits.commit(asynchronous=False, only=parts, in_rebalance=True)
+            self._commits.commit(asynchronous=False, only=parts)
         self._outage.forget(parts)
         for topic, partition in parts:
             for gauge in (self._m.consumer_lag, self._m.committed_offset):

@@ -4,7 +4,6 @@ what a partition takes with it uncommitted is committed once more or counted."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -163,78 +162,3 @@ def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_seco
     p.flow.update(101.1)
     assert calls == ["pause", "resume"]
 
-
-class Stalled(Commits):
-    """A broker that answers synchronous commits only when `answer` is set."""
-
-    answer = threading.Event()
-
-    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
-        self.calls.append(("sync", offsets))
-        self.answer.wait(30)
-        return {(t, p) for t, p, _ in offsets}
-
-
-def test_a_commit_the_crash_budget_waits_for_never_blocks_the_loop() -> None:
-    """A synchronous commit to a broker that does not answer blocked the loop for
-    minutes (measured against a switched-off broker); on the committing thread the loop
-    goes on, and the answer, once it comes, frees the budget."""
-    Stalled.answer.clear()
-    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}",
-              source_type=Stalled)
-    p = b.pipeline
-    p.rebalance.on_assign([("orders", 0)])
-    p.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
-    first = take(b)
-    p.completed(Delivery(first, accepted=[(first.items, None)]))
-    assert p.core.awaiting_confirmation()
-    p.commits.commit_soon()
-    started = time.monotonic()
-    assert not p.commits.settle(wait=0.2)  # no answer yet: the loop returns to its work
-    assert time.monotonic() - started < 1.0
-    assert p.core.exposure == 10
-    Stalled.answer.set()
-    assert p.commits.settle(wait=10)
-    stored = b.value("gameball_connector_committed_offset", topic="orders", partition="0")
-    assert 0 < stored <= 10  # up to the last whole segment of the accepted records
-    assert p.core.exposure == 10 - stored
-
-
-class HeldDuringRebalance(Commits):
-    """librdkafka holds a commit made from another thread while a rebalance callback
-    runs: the committing thread's commit answers only when `answer` is set."""
-
-    answer = threading.Event()
-
-    def commit_sync(self, offsets: list[tuple[str, int, int]]) -> set[tuple[str, int]]:
-        self.calls.append(("sync", offsets))
-        if threading.current_thread().name.startswith("committing"):
-            self.answer.wait(30)
-        return {(t, p) for t, p, _ in offsets}
-
-
-def test_a_revoke_does_not_wait_for_the_committing_threads_commit() -> None:
-    """Waiting for it inside the revoke callback deadlocked a replica (caught in
-    test_delivery_replicas). Committing beside it let its older offsets land last (1,234
-    uncounted duplicates in a fresh-clone run), so the revoke commits nothing and counts
-    what that commit may not cover."""
-    HeldDuringRebalance.answer.clear()
-    b = Built(batch="{max_items: 10, linger_ms: 0, max_in_flight: 8, max_resend_events: 25}",
-              source_type=HeldDuringRebalance)
-    p = b.pipeline
-    source = p.source
-    assert isinstance(source, HeldDuringRebalance)
-    p.rebalance.on_assign([("orders", 0)])
-    p.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in range(30)])
-    first = take(b)
-    p.completed(Delivery(first, accepted=[(first.items, None)]))
-    p.commits.commit_soon()
-    b.health.stopping = True  # nothing left to drain: only the revoke's commit
-    started = time.monotonic()
-    p.rebalance.on_revoke([("orders", 0)], lost=False)
-    assert time.monotonic() - started < 1.0
-    assert [kind for kind, _ in source.calls] == ["sync"]  # the committing thread's only
-    assert b.value(DUPLICATES) == 10  # every accepted event: none confirmed committed
-    HeldDuringRebalance.answer.set()
-    assert p.commits.settle(wait=10)  # its late answer is harmless: the partition is gone
-    assert p.core.exposure == 0

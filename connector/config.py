@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from connector.config_env import expand_env, key_path
 from connector.mapping_schema import (
     RouteSettings,
     TopicSettings,
@@ -46,8 +47,6 @@ MAX_BATCH_ITEMS = 1000  # Gameball: "Each batch request supports up to 1,000 obj
 _SECRET_PROPERTY = re.compile(
     r"(password|secret|\.pem$|\.key$|token|oauthbearer\.config)", re.IGNORECASE
 )
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 PropertyValue = str | int | float | bool
 
@@ -323,39 +322,6 @@ def is_secret_property(name: str) -> bool:
 # --- loading ------------------------------------------------------------------------
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def expand_env(
-    node: Any, env: dict[str, str], loc: tuple[int | str, ...], problems: list[str]
-) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
-    if isinstance(node, dict):
-        return {k: expand_env(v, env, (*loc, k), problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [expand_env(v, env, (*loc, i), problems) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "${" not in node:
-        return node
-
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        problems.append(f"{_path(loc)}: environment variable {name} is not set")
-        return ""
-
-    return _VAR.sub(repl, node)
-
-
 def parse(text: str, env: dict[str, str] | None = None, source: str = "config") -> Settings:
     """Parse YAML/JSON text into `Settings`; raise `ConfigError` listing every problem."""
     try:
@@ -376,7 +342,7 @@ def parse(text: str, env: dict[str, str] | None = None, source: str = "config") 
     except ValidationError as exc:
         for err in exc.errors(include_input=False, include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_path(err['loc'])}: {msg}")
+            problems.append(f"{key_path(err['loc'])}: {msg}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -7,7 +7,9 @@ faults, the benchmark's connector config), with the connector under a profiler:
   --tool py-spy    `py-spy record --pid --gil` (sampling only the thread that holds
                    the GIL, i.e. Python CPU; every thread; needs a py-spy
                    binary: --py-spy PATH or on PATH; pip installs one from PyPI);
-  --tool gc        no profiler: time every garbage collection (gc.callbacks).
+  --tool gc        no profiler: time every garbage collection (gc.callbacks);
+  --tool threads   no profiler: CPU per thread from /proc just before the stop (the loop
+                   thread, the other Python threads, librdkafka's by name).
 Prints the top functions by own time with microseconds per record, and keeps the raw
 profile (`.prof` per thread for pstats/snakeviz, `.folded` for flame graphs) in --out.
 """
@@ -30,6 +32,17 @@ from bench import dataset
 from bench.run import apply_overrides, parse_override, start_connector, wait_delivered
 from bench.services import CommitWatcher, Sandbox, connector_config
 from connector.localbroker import LocalBroker
+
+
+def _exit_by_exception() -> None:
+    """`connector.cli run` ends with `os._exit` (connector.shutdown.flush_and_exit), which
+    would skip the profilers' dump: under a tool it raises SystemExit instead."""
+    import connector.shutdown
+
+    def leave(code: int) -> None:
+        raise SystemExit(code)
+
+    connector.shutdown.flush_and_exit = leave  # type: ignore[assignment]
 
 
 def child(out: Path, module: str, argv: list[str]) -> None:
@@ -55,6 +68,7 @@ def child(out: Path, module: str, argv: list[str]) -> None:
             prof.disable()
 
     threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    _exit_by_exception()
     main_prof = cProfile.Profile(time.thread_time)
     profiles.append(("MainThread", main_prof))
     sys.argv = [module, *argv]
@@ -95,6 +109,7 @@ def gc_child(out: Path, module: str, argv: list[str]) -> None:
             t["collected"] += info["collected"]
 
     gc.callbacks.append(timed)
+    _exit_by_exception()
     threshold = os.environ.get("BENCH_GC_THRESHOLD")  # "g0,g1,g2": what-if experiments
     if threshold:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
@@ -190,6 +205,37 @@ def folded_report(path: Path, records: int, rate: int, top: int) -> str:
     return "\n".join(out)
 
 
+def thread_cpu(pid: int) -> collections.Counter[str]:
+    """CPU seconds (user + system) of each thread of `pid`, grouped: the main (loop)
+    thread, the other Python threads, and librdkafka's by name (rdk:broker3 -> rdk:broker)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: collections.Counter[str] = collections.Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if task.name == str(pid):
+            name = "main (loop) thread"
+        elif comm.startswith("rdk:"):
+            name = comm.rstrip("0123456789/")
+        else:
+            name = "other Python threads" if comm.startswith("python") else comm
+        groups[name] += cpu
+    return groups
+
+
+def threads_report(groups: collections.Counter[str], records: int) -> str:
+    total = sum(groups.values())
+    lines = [f"CPU per thread group, {records:,} records: {total:.2f}s = "
+             f"{total / records * 1e6:.2f} us/record"]
+    lines += [f"  {cpu / records * 1e6:6.2f} us/record  {name}"
+              for name, cpu in groups.most_common()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -203,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--customers", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=20240601)
-    p.add_argument("--tool", choices=("cprofile", "py-spy", "gc"), default="cprofile")
+    p.add_argument("--tool", choices=("cprofile", "py-spy", "gc", "threads"), default="cprofile")
     p.add_argument("--py-spy", dest="py_spy", default=shutil.which("py-spy"))
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=30)
@@ -257,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                                          produced.end_offsets, args.timeout)
             finally:
                 watcher.close()
+                if args.tool == "threads":
+                    per_thread = thread_cpu(m.pid)
                 usage = m.stop(60)
                 if spy is not None:
                     spy.wait(30)
@@ -267,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(cprofile_report(profs, args.records, args.top))
     elif args.tool == "gc":
         print(gc_report(out / "gc.json", args.records))
+    elif args.tool == "threads":
+        print(threads_report(per_thread, args.records))
     else:
         print(folded_report(folded, args.records, args.rate, args.top))
     return 0 if usage.exit_code == 0 else 1

@@ -205,11 +205,11 @@ def folded_report(path: Path, records: int, rate: int, top: int) -> str:
     return "\n".join(out)
 
 
-def thread_cpu(pid: int) -> collections.Counter[str]:
+def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of each thread of `pid`, grouped: the main (loop)
     thread, the other Python threads, and librdkafka's by name (rdk:broker3 -> rdk:broker)."""
     tick = os.sysconf("SC_CLK_TCK")
-    groups: collections.Counter[str] = collections.Counter()
+    groups: dict[str, float] = collections.defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             comm = (task / "comm").read_text().strip()
@@ -227,12 +227,12 @@ def thread_cpu(pid: int) -> collections.Counter[str]:
     return groups
 
 
-def threads_report(groups: collections.Counter[str], records: int) -> str:
+def threads_report(groups: dict[str, float], records: int) -> str:
     total = sum(groups.values())
     lines = [f"CPU per thread group, {records:,} records: {total:.2f}s = "
              f"{total / records * 1e6:.2f} us/record"]
     lines += [f"  {cpu / records * 1e6:6.2f} us/record  {name}"
-              for name, cpu in groups.most_common()]
+              for name, cpu in sorted(groups.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
 
 

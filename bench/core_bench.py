@@ -4,14 +4,12 @@ Run: `python -m bench.core_bench [--events N] [--customers C] [--repeats K]`. Ev
 gets the same already-mapped events (`Run`s of row tuples, built before timing) in
 consumed chunks of 1,000 records (runs of 200 of one partition, 6 partitions), and does
 the loop thread's work with Gameball accepting every request at once: `ingest`,
-`next_batch`, `complete`, `commits` + `confirmed` once a chunk. Then:
-
-- fed from the consumed messages (`map_chunk` builds the row tuples inside the timing;
-  an identity lookup of `Event`s built before timing stands in for the mapper);
-- with the request bodies' encoding: `Batch.body` over metadata dicts, over metadata
-  pre-encoded as `orjson.Fragment` (the encoding itself not timed), and the sender's
-  `gameball.encode_request` over rows whose payload is the mapped `Event` (what the
-  pipeline sends today).
+`next_batch`, `complete`, `commits` + `confirmed` once a chunk. Then with the request
+bodies' encoding: `Batch.body` over metadata dicts, over metadata pre-encoded as
+`orjson.Fragment` (the encoding itself not timed), and the sender's
+`gameball.encode_request` over rows whose payload is the mapped `Event` (what the
+pipeline sends). The walk from consumed messages to rows is the shell's
+(`connector/ingest.py`); `bench.hotpath` measures it with the rest of the loop.
 
 Only public methods are called. Prints CPU (time.process_time) per event, best (median)
 of K. The "today" paths this compared against (`Windower` + `OffsetTracker`, per-event
@@ -30,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from connector.core import CoreSettings, DeliveryCore, Run, map_chunk
+from connector.core import CoreSettings, DeliveryCore, Run
 from connector.gameball import encode_request
 from connector.records import Event, SourceRecord
 
@@ -109,33 +107,6 @@ def core(data: Data, encode: bool, payload: str = "dict") -> Callable[[], int]:
     return work
 
 
-def from_messages(data: Data) -> Callable[[], int]:
-    """The core fed from consumed messages through the mapper's contract (an identity
-    lookup of the `Event`s built before timing stands in for mapping): `map_chunk` +
-    `ingest`, which also builds one row tuple per event."""
-    now_ms = int(time.time() * 1000)
-    records = [SourceRecord(TOPIC, None, p, off, timestamp_ms=now_ms) for p, off, *_ in data]
-    events = {id(r): Event(cid, name, meta, r)
-              for r, (_p, _o, cid, name, meta) in zip(records, data, strict=True)}
-
-    def for_topic(_topic: str) -> Callable[[Any], Any]:
-        return lambda rec: events[id(rec)]
-
-    def work() -> int:
-        c = DeliveryCore(CoreSettings(max_items=MAX_ITEMS, linger_s=0.0, max_in_flight=8,
-                                      resend_bound=2 * 8 * MAX_ITEMS))
-        done = 0
-        for chunk in chunks(len(records)):
-            c.ingest(map_chunk(records[chunk.start:chunk.stop], for_topic).runs, 0.0)
-            while (batch := c.next_batch(0.0, True)) is not None:
-                done += c.complete(batch, 0.0).accepted
-            for t, p, o in c.commits():
-                c.confirmed(t, p, o)
-        return done
-
-    return work
-
-
 def best(work: Callable[[], int], n: int, repeats: int) -> tuple[float, float]:
     runs = []
     for _ in range(repeats):
@@ -164,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     data = dataset(args.events, args.customers, args.seed)
     rows = [
         ("core: DeliveryCore, acks per segment", core(data, False)),
-        ("core fed from messages (map_chunk: rows built)", from_messages(data)),
         ("core + Batch.body (metadata dicts)", core(data, True)),
         ("core + Batch.body (orjson.Fragment metadata)", core(data, True, "fragment")),
         ("core + encode_request (Event payloads, the sender)", core(data, True, "event")),

@@ -5,13 +5,11 @@ segment, says what to commit and bounds what a crash can re-send. No Kafka, no t
 no clock: the shell (the pipeline) passes `now` in.
 """
 
-from connector.core.chunk import Chunk, map_chunk
 from connector.core.delivery import Completion, CoreSettings, DeliveryCore, Revoked
 from connector.core.rows import Batch, Item, Letter, Row, Run, Segment, encode_items
 
 __all__ = [
     "Batch",
-    "Chunk",
     "Completion",
     "CoreSettings",
     "DeliveryCore",
@@ -22,5 +20,4 @@ __all__ = [
     "Run",
     "Segment",
     "encode_items",
-    "map_chunk",
 ]

@@ -11,6 +11,10 @@ mark), read by the same sampler until the process exits. Not `ru_maxrss`: Linux 
 the parent's high-water mark into a child over fork+exec (exec_mmap keeps the old mm's
 peak), so every child of a 116 MB bench.run reported at least 116 MB. `ru_maxrss` is
 kept beside it.
+
+The same sampler reads /proc/stat: the CPU the whole machine was busy with (every process,
+the sandbox and the broker included), so that a run's throughput can be read against
+how much of the machine was left (`Measured.machine_between`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Sample:
     cpu_s: float  # user + system so far
     rss_mb: float
     hwm_mb: float | None = None  # VmHWM: the peak RSS so far
+    machine_busy_s: float | None = None  # CPU seconds every core was busy, since boot
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,17 @@ def read_hwm(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def read_machine_busy() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all cores; not idle or iowait)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK  # minus idle, iowait (no guests)
 
 
 def read_stat(pid: int) -> tuple[float, float] | None:
@@ -136,7 +152,7 @@ class Measured:
             hwm = read_hwm(self.pid)
             if hwm is not None:
                 self.peak_mb = max(self.peak_mb or 0.0, hwm)
-            self.samples.append(Sample(time.time(), got[0], got[1], hwm))
+            self.samples.append(Sample(time.time(), got[0], got[1], hwm, read_machine_busy()))
             self._reaped.wait(self.sample_every)
 
     def poll(self) -> Usage | None:
@@ -195,3 +211,15 @@ class Measured:
         b = after[0]
         share = (wall - a.wall) / (b.wall - a.wall) if b.wall > a.wall else 0.0
         return a.cpu_s + share * (b.cpu_s - a.cpu_s)
+
+    def machine_between(self, start: float, done: float) -> float | None:
+        """Busy CPU seconds of the whole machine between two wall times (the nearest
+        samples inside); None without two samples there."""
+        inside = [s for s in self.samples
+                  if start <= s.wall <= done and s.machine_busy_s is not None]
+        if len(inside) < 2 or inside[-1].wall <= inside[0].wall:
+            return None
+        first, last = inside[0], inside[-1]
+        assert first.machine_busy_s is not None and last.machine_busy_s is not None
+        rate = (last.machine_busy_s - first.machine_busy_s) / (last.wall - first.wall)
+        return rate * (done - start)

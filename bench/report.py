@@ -112,12 +112,13 @@ def _rows(results: dict[str, Any]) -> list[list[str]]:
             _fmt(r["cpu_s_per_million"]),
             _fmt(r.get("active_cpu_s_per_million")),
             _fmt(r["peak_rss_mb"], 0),
+            _fmt(r.get("machine_busy_cores")),
         ])
     return rows
 
 
 HEAD = ["run", "records", "wall s", "records/s", "CPU s", "CPU s/M", "CPU s/M processing",
-        "peak RSS MB"]
+        "peak RSS MB", "machine cores busy"]
 
 
 # Ratios printed and written, never judged (issue 14's targets are against lean and quix).

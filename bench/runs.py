@@ -76,6 +76,9 @@ def measures(name: str, m: Measured, usage: Usage, count: int, assigned: float |
     wall = max(done - start, 1e-6)
     cpu_start, cpu_done = m.cpu_at(start), m.cpu_at(done)
     active_cpu = (cpu_done - cpu_start) if cpu_start is not None and cpu_done is not None else None
+    # The whole machine over the same window: the rest is what the sandbox, the broker
+    # and anything else on the cores took beside the measured program.
+    busy = m.machine_between(start, done)
     return {
         "name": name,
         "records": count,
@@ -90,6 +93,9 @@ def measures(name: str, m: Measured, usage: Usage, count: int, assigned: float |
         "active_cpu_s_per_million": (
             round(active_cpu / count * 1e6, 3) if active_cpu is not None and count else None
         ),
+        "machine_busy_cores": round(busy / wall, 2) if busy is not None else None,
+        "others_cpu_s": (round(busy - active_cpu, 3)
+                         if busy is not None and active_cpu is not None else None),
         "peak_rss_mb": round(usage.max_rss_mb, 1),
         "ru_maxrss_mb": round(usage.ru_maxrss_mb, 1),
         "exit_code": usage.exit_code,

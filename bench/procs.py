@@ -71,14 +71,14 @@ def read_hwm(pid: int) -> float | None:
 
 
 def read_machine_busy() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (all cores; not idle or iowait)."""
+    """Busy CPU seconds of the whole machine since boot (all cores)."""
     try:
         with open("/proc/stat", "rb") as f:
             fields = f.readline().split()[1:]
     except OSError:
         return None
-    ticks = [int(x) for x in fields]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK  # minus idle, iowait (no guests)
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / _TICK  # not idle, iowait or steal
 
 
 def read_stat(pid: int) -> tuple[float, float] | None:

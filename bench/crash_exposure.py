@@ -63,11 +63,6 @@ class Resent:
     distinct: int
 
 
-def order_number(order_id: str) -> int:
-    """`ord-000000042` -> 42 (bench.dataset's order ids)."""
-    return int(order_id[4:])
-
-
 def tagged(config: dict[str, Any], process: int) -> dict[str, Any]:
     """`config` whose routes also map `sent_by` (= `process`), `partition` and `offset`."""
     out = copy.deepcopy(config)
@@ -76,12 +71,12 @@ def tagged(config: dict[str, Any], process: int) -> dict[str, Any]:
     return out
 
 
-def deliveries(items: Iterable[dict[str, Any]]) -> Iterator[tuple[int, int, int, int]]:
-    """(order, sender, partition, offset) per accepted event of tagged items, in order."""
+def deliveries(items: Iterable[dict[str, Any]]) -> Iterator[tuple[str, int, int, int]]:
+    """(order id, sender, partition, offset) per accepted event of tagged items, in order."""
     for item in items:
         for meta in item["events"].values():
-            yield (order_number(meta["order_id"]), int(meta["sent_by"]),
-                   int(meta["partition"]), int(meta["offset"]))
+            yield (meta["order_id"], int(meta["sent_by"]), int(meta["partition"]),
+                   int(meta["offset"]))
 
 
 def count_resent(items: Iterable[dict[str, Any]], committed: list[dict[int, int]]) -> Resent:
@@ -102,7 +97,7 @@ def count_resent(items: Iterable[dict[str, Any]], committed: list[dict[int, int]
         out_of_order += row[1] < top
         top = max(top, row[1])
     rows.sort(key=lambda r: r[1])
-    last: dict[int, tuple[int, int, int]] = {}  # order -> its latest (sender, partition, offset)
+    last: dict[str, tuple[int, int, int]] = {}  # order -> its latest (sender, partition, offset)
 
     def at_kill(k: int) -> None:
         floor = committed[k]

@@ -13,7 +13,7 @@ each as its own measured process (CPU from os.wait4, peak RSS from VmHWM; bench.
   quota      the connector against the sandbox enforcing 100/s and 1,200/30 s with
              80 ms latency: sustained accepted events/s and 429 answers after 30 s;
   crash      the connector at that quota, SIGKILLed --crash-kills times mid-stream and
-             restarted: the events re-sent after each kill (bench.crash_exposure).
+             restarted: what each kill leaves to send again (bench.crash_exposure).
 Then the mapping micro-benchmark (bench.mapping_bench). Prints a table (ratios last),
 writes JSON to <out>/<timestamp>.json and <out>/latest.json, a PNG plot, and the
 figures section of docs/benchmarks.md. `--smoke` is the tiny version the tests run.

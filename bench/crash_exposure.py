@@ -1,4 +1,4 @@
-"""The crash-exposure run of `make bench`: events re-sent after each SIGKILL at quota.
+"""The crash-exposure run of `make bench`: what each SIGKILL at quota leaves to send again.
 
 bench.run calls `run` with the at-quota connector config (Gameball's 100/s and
 1,200/30 s enforced by the sandbox, 80 ms latency, the connector's defaults otherwise).
@@ -20,8 +20,8 @@ Per kill k the run counts (`count_resent`):
   and not yet sent again by the process killed at k: they come again after kill k too,
   but they belong to the earlier kill's exposure;
 - `resent_after_kill`: what the process started after kill k sent again of anything
-  delivered before it (the figure reported before 2026-12-03: the kill's own exposure
-  plus carried events).
+  delivered before it (the figure reported before 2026-12-03: what it got to of the
+  kill's own exposure, plus carried events).
 tests/integration/test_delivery_crash.py asserts the bound; this run only reports it.
 """
 

@@ -140,8 +140,9 @@ def test_bench_quota_run_measures_the_sustained_rate_429s_and_crash_resends(
     latency, and the figures come from its arrival log. The connector's own limiter must
     keep every request under those windows (no 429), and the rate reported is the
     accepted events inside the measured window over its length. Then the crash-exposure
-    run with one SIGKILL at the same quota: the events re-sent after it, counted from
-    the sandbox's items, against batch.max_resend_events (3 x 8 x 20 by default here)."""
+    run with one SIGKILL at the same quota: the events the killed process had delivered
+    past the committed offsets and those sent again after it, counted from the sandbox's
+    items, against batch.max_resend_events (3 x 8 x 20 by default here)."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--records", "2000", "--customers", "200",
          "--skip-mapping", "--skip-quix", "--no-docs", "--out", str(tmp_path),
@@ -176,8 +177,15 @@ def test_bench_quota_run_measures_the_sustained_rate_429s_and_crash_resends(
     assert all(p["events_delivered"] >= 2 * bound for p in crash["processes"])
     assert crash["events_delivered"] == sum(p["events_delivered"] for p in crash["processes"])
     # every delivery is a first one, a re-send after the kill, or (never) a duplicate
-    # without one; what the kill re-sent stays within the configured bound
-    assert crash["duplicates_without_kill"] == 0
+    # without one; what the kill left to send again stays within the configured bound,
+    # and what was sent again is part of it
+    assert crash["duplicates_without_kill"] == 0 and crash["out_of_order"] == 0
     assert crash["events_delivered"] == crash["distinct_events"] + crash["resent_per_kill"][0]
-    assert 0 <= crash["resent_per_kill"][0] <= bound
+    assert 0 <= crash["resent_per_kill"][0] <= crash["exposed_per_kill"][0] <= bound
+    assert crash["resent_after_kill"] == crash["resent_per_kill"]  # one kill: none carried
+    assert crash["carried_per_kill"] == [0]
+    # the broker stored at least every commit the killed process saw confirmed
+    killed = crash["processes"][0]
+    stored = killed["committed_after_kill"]
+    assert all(o <= stored[p] for p, o in killed["core_at_kill"]["confirmed"].items())
     assert f"(bound batch.max_resend_events = {bound:,})" in proc.stdout

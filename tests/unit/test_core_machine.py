@@ -2,7 +2,10 @@
 once, commits never pass an unfinished record nor go back, what a SIGKILL would re-send
 stays within the bound, a customer is never in two requests at once, same-name events
 are never merged, per-customer order is kept, revoke drops cleanly, and a drain always
-finishes (the crash budget never deadlocks)."""
+finishes (the crash budget never deadlocks). Commits are stored or refused by the broker
+when handed; the core hears it at once, never, or later (an asynchronous commit's answer,
+served inside a later consume(), in any order, also after a revoke), and what a SIGKILL
+would re-send is counted from what the broker stored."""
 
 from __future__ import annotations
 
@@ -66,6 +69,12 @@ class CoreMachine(RuleBasedStateMachine):
         self.letters: list[tuple[Letter, int]] = []  # with the event id each settles
         self.ended: dict[int, str] = {}  # event id -> accepted | dead-lettered
         self.stale: set[int] = set()  # events of revoked partitions: may never end
+        # The broker's side of commits: what it stored per partition (it applies commits
+        # in the order they were handed), and answers not yet delivered to the core
+        # (asynchronous commits: they come late, in any order, or never; also after a
+        # revoke, to the partition's next state).
+        self.stored: dict[int, int | None] = dict.fromkeys(PARTITIONS)
+        self.answers: list[tuple[int, int, bool]] = []  # (partition, offset, stored)
 
     def configure(self, max_items: int, max_in_flight: int, segment: int, bound: int) -> None:
         self.cfg = CoreSettings(max_items=max_items, linger_s=0.5, max_in_flight=max_in_flight,
@@ -98,12 +107,12 @@ class CoreMachine(RuleBasedStateMachine):
 
     def _resend_after_kill(self) -> int:
         """What a SIGKILL now makes the next owner send again, from the model alone:
-        requests in flight, plus accepted events from each partition's confirmed offset on
+        requests in flight, plus accepted events from the offset the broker stored on
         (dead-lettered ones are only copied to the dead-letter topic again)."""
         n = sum(b.events for b in self.in_flight)
-        for own in self.owned.values():
-            start = -1 if own.confirmed is None else own.confirmed
-            n += sum(1 for ev in own.accepted if ev.offset >= start)
+        for p, own in self.owned.items():
+            start = self.stored[p]
+            n += sum(1 for ev in own.accepted if start is None or ev.offset >= start)
         return n
 
     # --- rules --------------------------------------------------------------------
@@ -113,9 +122,14 @@ class CoreMachine(RuleBasedStateMachine):
                                      st.lists(st.tuples(st.sampled_from(CUSTOMERS),
                                                         st.sampled_from(NAMES)),
                                               min_size=0, max_size=2)),
-                           min_size=1, max_size=6))
-    def consume(self, p: int, records: list[tuple[int, int, list[tuple[str, str]]]]) -> None:
-        """A consumed run: gaps, skipped (no events), bad (dead-letter) and 1-2 events."""
+                           min_size=1, max_size=6),
+          served=st.booleans())
+    def consume(self, p: int, records: list[tuple[int, int, list[tuple[str, str]]]],
+                served: bool = False) -> None:
+        """A consumed run: gaps, skipped (no events), bad (dead-letter) and 1-2 events.
+        `served`: librdkafka serves the answers of asynchronous commits inside consume()."""
+        while served and self.answers:
+            self._answer(0)
         own = self.owned[p]
         rows, skipped, failed = [], [], []
         offset = own.next_offset
@@ -169,6 +183,9 @@ class CoreMachine(RuleBasedStateMachine):
         assert [(lt.partition, lt.offset, lt.name) for lt in out.letters] == [
             (self.events[e].partition, self.events[e].offset, self.events[e].name) for e in ids]
         self.letters.extend(zip(out.letters, ids, strict=True))
+        if data.draw(st.booleans()):  # the loop's next consume() serves commit answers
+            while self.answers:
+                self._answer(0)
 
     @precondition(lambda self: bool(self.letters))
     @rule(data=st.data())
@@ -181,7 +198,9 @@ class CoreMachine(RuleBasedStateMachine):
         self._finish(ev_id, "dead-lettered")
 
     @rule(unconfirmed=st.booleans(), confirm=st.booleans(), fail=st.booleans())
-    def commit(self, unconfirmed: bool, confirm: bool, fail: bool) -> None:
+    def commit(self, unconfirmed: bool, confirm: bool, fail: bool, later: bool = False) -> None:
+        """Hand the core's commits; each is stored or refused by the broker now, and the
+        core hears it now, `later` (`answer`), or (`confirm` False) never."""
         for t, p, o in self.core.commits(unconfirmed=unconfirmed):
             own = self.owned[p]
             assert t == TOPIC
@@ -189,15 +208,38 @@ class CoreMachine(RuleBasedStateMachine):
             assert o <= lowest, "commit passes an unfinished record"
             assert own.last_commit is None or o >= own.last_commit or unconfirmed, "went back"
             own.last_commit = o if own.last_commit is None else max(own.last_commit, o)
-            if fail:
+            if not fail:
+                stored = self.stored[p]
+                assert stored is None or o >= stored, "the group's offset went back"
+                self.stored[p] = o
+            if later:
+                self.answers.append((p, o, not fail))
+            elif fail:
                 self.core.commit_failed(t, p)
             elif confirm:
                 self.core.confirmed(t, p, o)
                 own.confirmed = o if own.confirmed is None else max(own.confirmed, o)
 
+    @rule(unconfirmed=st.booleans(), fail=st.sampled_from([False, False, False, True]))
+    def commit_asynchronously(self, unconfirmed: bool, fail: bool) -> None:
+        """A commit whose answer comes later (`answer`), as librdkafka's callback does."""
+        self.commit(unconfirmed, True, fail, later=True)
+
+    @precondition(lambda self: bool(self.answers))
+    @rule(data=st.data())
+    def answer(self, data: st.DataObject) -> None:
+        """An asynchronous commit's answer reaches the core (any of those under way)."""
+        self._answer(data.draw(st.integers(0, len(self.answers) - 1)))
+
+    def _answer(self, index: int) -> None:
+        p, o, ok = self.answers.pop(index)
+        if ok:
+            self.core.confirmed(TOPIC, p, o)
+        else:
+            self.core.commit_failed(TOPIC, p)
+
     @rule(p=st.sampled_from(PARTITIONS))
     def revoke_and_reassign(self, p: int) -> None:
-        own = self.owned[p]
         dropped_ids = {e for cid in CUSTOMERS for e in self.waiting[cid]
                        if e >= 0 and self.events[e].partition == p}
         report = self.core.revoke([(TOPIC, p)])
@@ -207,8 +249,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.stale |= {e.id for e in self.events.values() if e.partition == p}
         # dead-letter copies under way are still acknowledged later: the core ignores them
         self.core.assign(TOPIC, p)
-        start = own.confirmed if own.confirmed is not None else 0
-        self.owned[p] = Owned(next_offset=start)
+        self.owned[p] = Owned(next_offset=self.stored[p] or 0)  # reads from what is stored
         assert self.core.committable(TOPIC, p) is None
 
     @rule()
@@ -227,6 +268,9 @@ class CoreMachine(RuleBasedStateMachine):
             elif self.letters:
                 while self.letters:
                     self._dead_lettered(0)
+            elif self.answers:
+                while self.answers:
+                    self._answer(0)
             else:
                 self.commit(unconfirmed=False, confirm=True, fail=False)
         assert self.core.is_idle(), "the drain did not finish"

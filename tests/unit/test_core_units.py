@@ -156,6 +156,29 @@ def test_exposure_falls_only_when_the_broker_confirms_the_commit() -> None:
     assert c.exposure == 0
 
 
+def test_a_late_answer_releases_only_what_its_own_commit_covered() -> None:
+    """An asynchronous commit's answer comes inside a later consume(), after more
+    segments finished (and after newer commits were handed): it covers its own offset
+    only, and an older answer after a newer one changes nothing."""
+    c = core(max_items=2, segment_events=2, resend_bound=20, max_in_flight=4)
+    c.ingest([Run(T, 0, [row(i, f"c{i}") for i in range(6)])], 0.0)
+    first = c.next_batch(0.0, force=True)
+    assert first is not None
+    c.complete(first, 0.0)
+    assert c.commits() == [(T, 0, 2)]  # handed; its answer is under way
+    rest = [c.next_batch(0.0, force=True) for _ in range(2)]
+    for batch in rest:
+        assert batch is not None
+        c.complete(batch, 0.0)
+    assert c.exposure == 6
+    c.confirmed(T, 0, 2)  # the answer to the commit of 2, with 2-5 done meanwhile
+    assert c.exposure == 4
+    assert c.commits() == [(T, 0, 6)]
+    c.confirmed(T, 0, 6)
+    c.confirmed(T, 0, 2)  # a stale answer again: nothing comes back or goes
+    assert c.exposure == 0 and c.commits(unconfirmed=True) == []
+
+
 def test_a_spent_budget_sends_the_oldest_segment_only_then_waits_for_confirmation() -> None:
     c = core(max_items=2, segment_events=2, resend_bound=4, max_in_flight=4)
     # segments: (a0, b1) (a2, c3) (d4, e5); normal batches may fill 4 - 2 (reserve)

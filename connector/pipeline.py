@@ -166,10 +166,12 @@ class Pipeline:
                 # wait for a completion instead of reading further ahead. Once paused
                 # (held back for a second) the loop polls again to stay in the group.
                 completed = self.collect(wait=0.05)
-                if self._clock() >= next_serve:
+                if self._clock() >= next_serve and not flow.at_bound():
                     # Rebalance callbacks and commit answers run only inside a consume;
                     # held back for 1,000 records' sends, a replica kept its group's
-                    # rebalance waiting for seconds, then lost its partitions.
+                    # rebalance waiting for seconds, then lost its partitions. At a
+                    # memory bound it reads nothing: completions or acknowledged copies
+                    # bring it under, or a second without a send pauses and it polls.
                     served = self.source.serve()
                     if served:
                         self.ingest(served)

@@ -44,6 +44,11 @@ class Flow:
         producer holds `dead_letter.max_pending` copies."""
         return not self._core.may_read() or self._bad.pending >= self._max_pending
 
+    def at_bound(self) -> bool:
+        """Held back by a memory bound (`max_buffered_events`, `dead_letter.max_pending`),
+        not only by a batch waiting for a sender: nothing more may be read."""
+        return self._core.buffered >= self._bound or self._bad.pending >= self._max_pending
+
     def progress(self) -> None:
         """A batch was sent: a wait for a slot starts afresh."""
         self._held_since = None

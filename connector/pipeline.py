@@ -58,6 +58,9 @@ CONSUME_BATCH = 1000
 # 2 minutes (a retried request leaves ~15 cyclic objects), all every 10 minutes.
 GC_INTERVAL_S = 120.0
 GC_FULL_INTERVAL_S = 600.0
+# Held back, the loop still serves the consumer this often (docs/delivery.md,
+# "Backpressure and memory"): a rebalance callback left waiting stalls the whole group.
+SERVE_EVERY_S = 0.1
 
 
 @dataclass(slots=True)
@@ -147,6 +150,7 @@ class Pipeline:
         commit_every = self._s.kafka.commit_interval_ms / 1000
         core, flow, outage, commits = self.core, self.flow, self._outage, self.commits
         next_commit = self._clock() + commit_every
+        next_serve = 0.0
         while not stop.is_set():
             self._health.beat()
             now = self._clock()
@@ -162,6 +166,16 @@ class Pipeline:
                 # wait for a completion instead of reading further ahead. Once paused
                 # (held back for a second) the loop polls again to stay in the group.
                 completed = self.collect(wait=0.05)
+                if self._clock() >= next_serve and not flow.at_bound():
+                    # Rebalance callbacks and commit answers run only inside a consume;
+                    # held back for 1,000 records' sends, a replica kept its group's
+                    # rebalance waiting for seconds, then lost its partitions. At a
+                    # memory bound it reads nothing: completions or acknowledged copies
+                    # bring it under, or a second without a send pauses and it polls.
+                    served = self.source.serve()
+                    if served:
+                        self.ingest(served)
+                    next_serve = self._clock() + SERVE_EVERY_S
             else:
                 due = core.due_in(now)
                 timeout = 0.05 if core.in_flight else 0.5
@@ -173,6 +187,7 @@ class Pipeline:
                         self.ingest(held)
                         outage.settled(resume=not flow.paused)
                 msgs = self.source.consume(CONSUME_BATCH, timeout)
+                next_serve = self._clock() + SERVE_EVERY_S
                 if msgs:
                     self.ingest(msgs)
                 completed = self.collect()

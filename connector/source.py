@@ -144,6 +144,12 @@ class Source:
     def consume(self, max_records: int, timeout: float) -> list[Message]:
         return self.consumer.consume(max_records, timeout)
 
+    def serve(self) -> list[Message]:
+        """Run what librdkafka queued for the application (rebalance callbacks, commit
+        answers, logs), without waiting: it does so only inside a consume. Returns at most
+        one record, for the caller to ingest (called by the loop while it holds back)."""
+        return self.consumer.consume(1, 0)
+
     def pause_all(self) -> int:
         todo = self.assigned - self.paused
         if todo:

@@ -4,16 +4,26 @@ what a partition takes with it uncommitted is committed once more or counted."""
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
+from connector.config import parse
 from connector.core import Batch
+from connector.factory import build_pipeline
+from connector.gameball import GameballClient
+from connector.mapping import Mapper
+from connector.pipeline import Pipeline
 from connector.sender import Delivery
 from connector.source import Source
-from tests.unit.test_telemetry import Built, rec
+from connector.telemetry import Health, Metrics
+from tests.support import wait_until
+from tests.unit.test_telemetry import CONFIG, Built, rec
 
 DUPLICATES = "gameball_connector_possible_duplicates_total"
 
@@ -162,3 +172,118 @@ def test_at_the_buffer_bound_the_loop_stops_reading_and_pauses_only_after_a_seco
     p.flow.update(101.1)
     assert calls == ["pause", "resume"]
 
+
+
+class WaitingGroup:
+    """Stands in for confluent_kafka.Consumer: its first consume() assigns orders[0] and
+    returns `records`; later ones run the rebalance callback the test queues in
+    `pending`, as librdkafka runs them only inside a consume; unsubscribe() revokes the
+    assignment at the next consume."""
+
+    def __init__(self, records: list[Any], more: list[Any] | None = None) -> None:
+        self.records = records
+        self.more = more or []  # fetched later, returned unless paused
+        self.paused = False
+        self.pending: list[TopicPartition] = []
+        self.leaving = False
+
+    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        if self.records:
+            self.on_assign(self, [TopicPartition("orders", 0)])
+            out, self.records = self.records, []
+            return out
+        if self.pending:
+            self.on_assign(self, self.pending)
+            self.pending = []
+        if self.leaving:
+            self.leaving = False
+            self.on_revoke(self, [TopicPartition("orders", 0), TopicPartition("orders", 1)])
+        if self.more and not self.paused:
+            return [self.more.pop(0)]
+        return []
+
+    def unsubscribe(self) -> None:
+        self.leaving = True
+
+    def close(self) -> None:
+        pass
+
+
+def held_back_loop(group: WaitingGroup, port: int, buffered: int = 20_000
+                   ) -> tuple[Pipeline, Commits]:
+    """A pipeline over `group` whose one sender (of 10 items) posts to `port`."""
+
+    class Held(Commits):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, consumer_factory=lambda _conf: group, **kwargs)
+
+        def pause_all(self) -> int:
+            group.paused = True
+            return super().pause_all()
+
+    config = (CONFIG.replace("http://127.0.0.1:1", f"http://127.0.0.1:{port}")
+              .replace("batch: {max_items: 10, linger_ms: 0}",
+                       "batch: {max_items: 10, linger_ms: 0, max_in_flight: 1, "
+                       f"max_buffered_events: {buffered}}}")
+              .replace("rate_limit: {enabled: false}",
+                       "rate_limit: {enabled: false}\n  timeout_seconds: 3")
+              + "dead_letter: {on_error: drop}\nshutdown: {drain_seconds: 0.2, close_seconds: 2}\n")
+    settings = parse(config, {})
+    pipeline = build_pipeline(settings, Mapper(settings.mappings),
+                              GameballClient(settings.gameball, 2), Metrics(CollectorRegistry()),
+                              Health(60), None, source_type=Held)
+    assert isinstance(pipeline.source, Commits)
+    return pipeline, pipeline.source
+
+
+def orders_for(customers: range) -> list[Any]:
+    return [rec(i, {"type": "order", "customer": f"c{i}", "id": i}) for i in customers]
+
+
+def test_a_loop_held_back_by_busy_senders_still_runs_the_rebalance_callbacks() -> None:
+    """librdkafka runs rebalance callbacks only inside a consume. A loop holding back (a
+    whole batch waits for a sender) served none until its senders had sent everything it
+    had read: at quota, 1,000 records took seconds, the group's rebalance waited for it,
+    and the replica then lost its partitions (test_delivery_replicas[cooperative-sticky])."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers: senders busy
+    group = WaitingGroup(orders_for(range(30)))
+    pipeline, _source = held_back_loop(group, silent.getsockname()[1])
+    stop = threading.Event()
+    loop = threading.Thread(target=pipeline.run, args=(stop,))
+    loop.start()
+    try:
+        # 10 records in the request that gets no answer, 20 more ready: held back
+        wait_until(lambda: pipeline.core.in_flight == 1 and pipeline.flow.held_back(), 5,
+                   "the loop held back")
+        group.pending = [TopicPartition("orders", 1)]  # the group's rebalance reaches us
+        wait_until(lambda: ("orders", 1) in pipeline.source.assigned, 1,
+                   "the assign callback run while held back")
+        assert pipeline.core.in_flight == 1 and pipeline.flow.held_back()  # still held back
+    finally:
+        stop.set()
+        loop.join(10)
+        silent.close()
+    assert not loop.is_alive()
+
+
+def test_at_the_buffer_bound_the_held_back_loop_reads_nothing_more() -> None:
+    """Serving the consumer while held back must not read past `max_buffered_events`: at
+    the bound (a sender busy, nothing sent for a second) the partitions are paused with
+    nothing more read."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    group = WaitingGroup(orders_for(range(30)), more=orders_for(range(30, 40)))
+    pipeline, source = held_back_loop(group, silent.getsockname()[1], buffered=25)
+    stop = threading.Event()
+    loop = threading.Thread(target=pipeline.run, args=(stop,))
+    loop.start()
+    try:
+        wait_until(lambda: source.pauses == ["pause"], 5, "the partitions paused")
+        assert pipeline.core.buffered == 30  # 10 in flight, 20 waiting; none of `more`
+    finally:
+        stop.set()
+        loop.join(10)
+        silent.close()
+    assert not loop.is_alive()

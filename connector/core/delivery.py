@@ -189,7 +189,8 @@ class DeliveryCore:
             return None
         budget, only, overrun = plan
         window = self._window
-        items, counts, taken = window.cut(self._max_items, budget, only)
+        cut = window.cut(self._max_items, budget, only)
+        items, taken = cut.items, cut.events
         if not items:
             return None
         if overrun:
@@ -199,7 +200,7 @@ class DeliveryCore:
         self.in_flight += 1
         self.in_flight_events += taken
         self._held_since = None
-        return Batch(items, counts, taken)
+        return Batch(items, cut.counts, taken, cut.customers, cut.oldest_ms)
 
     def _oldest_front(self) -> Segment | None:
         fronts = self._window.fronts()
@@ -251,15 +252,7 @@ class DeliveryCore:
             parts[(seg.topic, seg.partition)].exposed += n
         self.exposed += out.accepted
         if out.accepted and not (rejected or abandoned):
-            # the common case: every event accepted; one C `min` over the timestamps
-            oldest = min([row[4] for item in batch.items for _seg, row in item.entries])
-            if oldest >= 0:
-                out.oldest_ms = oldest
-            else:  # some records have no timestamp (-1): the oldest of those that do
-                stamped = [row[4] for item in batch.items for _seg, row in item.entries
-                           if row[4] >= 0]
-                if stamped:
-                    out.oldest_ms = min(stamped)
+            out.oldest_ms = batch.oldest_ms  # the common case: every event accepted
         elif out.accepted:
             oldest = _NO_TS
             # by row: the shell may list new items holding some of a batch item's entries

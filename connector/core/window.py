@@ -12,8 +12,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from connector.core.rows import Entry, Item, Row, Segment
+
+
+class Cut(NamedTuple):
+    """One cut: the items, events per segment, events, the customers taken (each once)
+    and the oldest record stamp of its events (ms; None when none has one)."""
+
+    items: list[Item]
+    counts: dict[Segment, int]
+    events: int
+    customers: list[str]
+    oldest_ms: int | None
 
 
 class CustomerWindow:
@@ -45,14 +57,19 @@ class CustomerWindow:
         self.ready += ready
         return ready
 
-    def cut(self, max_items: int, max_events: int, only: Segment | None = None
-            ) -> tuple[list[Item], dict[Segment, int], int]:
+    def cut(self, max_items: int, max_events: int, only: Segment | None = None) -> Cut:
         """Take up to `max_items` items / `max_events` events, oldest customers first;
-        with `only`, just that segment's events at the head of their customer's queue."""
+        with `only`, just that segment's events at the head of their customer's queue.
+        What the completion needs of the batch (its customers, its oldest record stamp)
+        is noted here, while the entries are in cache, not walked again later."""
         items: list[Item] = []
         append = items.append
         segs: list[Segment] = []  # one per event taken, counted once at the end (in C)
         keep_seg = segs.append
+        stamps: list[int] = []  # one per event taken; the oldest found once at the end
+        keep_ts = stamps.append
+        customers: list[str] = []
+        keep_cid = customers.append
         taken = 0  # events
         busy = self.busy
         emptied: list[str] = []
@@ -64,9 +81,12 @@ class CustomerWindow:
             if only is not None and queue[0][0] is not only:
                 continue
             if len(queue) == 1:  # the common case: the queue becomes the item
-                keep_seg(queue[0][0])
+                seg, row = queue[0]
+                keep_seg(seg)
+                keep_ts(row[4])
                 append(Item(cid, queue))
                 busy.add(cid)
+                keep_cid(cid)
                 emptied.append(cid)
                 taken += 1
                 continue
@@ -87,11 +107,13 @@ class CustomerWindow:
                 seen[name] = j + 1
                 used += 1
                 keep_seg(entry[0])
+                keep_ts(entry[1][4])
             for entries in mine:
                 append(Item(cid, entries))
             taken += used
             del queue[:used]
             busy.add(cid)
+            keep_cid(cid)
             if queue:
                 self.ready -= len(queue)  # what is left waits for this batch now
             else:
@@ -101,7 +123,11 @@ class CustomerWindow:
             del queues[cid]
         self.ready -= taken
         self.waiting -= taken
-        return items, dict(Counter(segs)), taken
+        oldest: int | None = min(stamps) if stamps else None
+        if oldest is not None and oldest < 0:  # records without a timestamp (-1)
+            stamped = [ts for ts in stamps if ts >= 0]
+            oldest = min(stamped) if stamped else None
+        return Cut(items, dict(Counter(segs)), taken, customers, oldest)
 
     def release(self, customers: list[str]) -> int:
         """The batch holding `customers` ended; returns how many events became ready."""

@@ -140,6 +140,24 @@ def kill_figures(crash: dict[str, Any]) -> list[int]:
     return figures
 
 
+def rounds_line(results: dict[str, Any]) -> str | None:
+    """Each backlog run's rounds (CPU per record and records/s), when there were several:
+    how far one round is from the median the table shows."""
+    parts = []
+    n = 0
+    for name, r in results["runs"].items():
+        rounds = r.get("rounds") or []
+        n = max(n, len(rounds))
+        if len(rounds) > 1:
+            cpu = ", ".join(_fmt(x["cpu_s_per_million"]) for x in rounds)
+            rate = ", ".join(_fmt(x["records_per_s"], 0) for x in rounds)
+            parts.append(f"{name} {cpu} (records/s {rate})")
+    if not parts:
+        return None
+    return (f"Each backlog figure is the median of {n} rounds taken in turn (peak RSS: the "
+            "highest). CPU s/M per round: " + "; ".join(parts) + ".")
+
+
 def crash_line(crash: dict[str, Any]) -> str:
     """One sentence on the crash-exposure run (table and docs)."""
     def listed(key: str) -> str:
@@ -169,6 +187,9 @@ def table(results: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    spread = rounds_line(results)
+    if spread:
+        lines.append(spread)
     quota = results["runs"].get("quota")
     if quota:
         lines.append(f"quota: {quota['records_per_s']:,.0f} events/s sustained over "
@@ -294,6 +315,9 @@ def markdown(results: dict[str, Any], plot_path: Path, doc_path: Path) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(HEAD) - 1)) + "|",
     ]
     out += ["| " + " | ".join(row) + " |" for row in _rows(results)]
+    spread = rounds_line(results)
+    if spread:
+        out += ["", spread]
     quota = results["runs"].get("quota")
     if quota:
         out += ["", f"At quota: {quota['records_per_s']:,.0f} accepted events/s over "

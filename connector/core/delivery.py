@@ -189,18 +189,17 @@ class DeliveryCore:
             return None
         budget, only, overrun = plan
         window = self._window
-        cut = window.cut(self._max_items, budget, only)
-        items, taken = cut.items, cut.events
-        if not items:
+        batch = window.cut(self._max_items, budget, only)
+        if not batch.items:
             return None
         if overrun:
             self.overruns += 1
         if not window.ready:
             self._first_at = None
         self.in_flight += 1
-        self.in_flight_events += taken
+        self.in_flight_events += batch.events
         self._held_since = None
-        return Batch(items, cut.counts, taken, cut.customers, cut.oldest_ms)
+        return batch
 
     def _oldest_front(self) -> Segment | None:
         fronts = self._window.fronts()

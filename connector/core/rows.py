@@ -112,23 +112,21 @@ def encode_items(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
 class Batch:
     """Items of one request and how many events of each segment they hold."""
 
-    __slots__ = ("counts", "events", "items", "oldest_ms", "taken")
+    __slots__ = ("_customers", "counts", "events", "items", "oldest_ms")
 
     def __init__(self, items: list[Item], counts: dict[Segment, int], events: int,
-                 customers: list[str] | None = None, oldest_ms: int | None = None) -> None:
+                 customers: list[str], oldest_ms: int | None) -> None:
         self.items = items
         self.counts = counts  # segment -> events of it in this batch: the ack is per segment
         self.events = events
-        self.taken = customers  # noted by the cut: each customer once
-        self.oldest_ms = oldest_ms  # the oldest record stamp of its events, noted by the cut
+        self._customers = customers  # each customer once, noted by the cut
+        self.oldest_ms = oldest_ms  # the oldest record stamp of its events (None: no stamp)
 
     def body(self) -> bytes:
         return encode_items(self.items)
 
     def customers(self) -> list[str]:
-        if self.taken is not None:
-            return self.taken
-        return [item.customer_id for item in self.items]
+        return self._customers
 
     def __len__(self) -> int:
         return len(self.items)

@@ -12,20 +12,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import NamedTuple
 
-from connector.core.rows import Entry, Item, Row, Segment
-
-
-class Cut(NamedTuple):
-    """One cut: the items, events per segment, events, the customers taken (each once)
-    and the oldest record stamp of its events (ms; None when none has one)."""
-
-    items: list[Item]
-    counts: dict[Segment, int]
-    events: int
-    customers: list[str]
-    oldest_ms: int | None
+from connector.core.rows import Batch, Entry, Item, Row, Segment
 
 
 class CustomerWindow:
@@ -57,11 +45,12 @@ class CustomerWindow:
         self.ready += ready
         return ready
 
-    def cut(self, max_items: int, max_events: int, only: Segment | None = None) -> Cut:
+    def cut(self, max_items: int, max_events: int, only: Segment | None = None) -> Batch:
         """Take up to `max_items` items / `max_events` events, oldest customers first;
         with `only`, just that segment's events at the head of their customer's queue.
         What the completion needs of the batch (its customers, its oldest record stamp)
-        is noted here, while the entries are in cache, not walked again later."""
+        is noted here, while the entries are in cache, not walked again later. An empty
+        batch when nothing could be taken."""
         items: list[Item] = []
         append = items.append
         segs: list[Segment] = []  # one per event taken, counted once at the end (in C)
@@ -127,7 +116,7 @@ class CustomerWindow:
         if oldest is not None and oldest < 0:  # records without a timestamp (-1)
             stamped = [ts for ts in stamps if ts >= 0]
             oldest = min(stamped) if stamped else None
-        return Cut(items, dict(Counter(segs)), taken, customers, oldest)
+        return Batch(items, dict(Counter(segs)), taken, customers, oldest)
 
     def release(self, customers: list[str]) -> int:
         """The batch holding `customers` ended; returns how many events became ready."""

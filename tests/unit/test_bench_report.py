@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.run import median_run
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.json"
 
@@ -122,3 +123,16 @@ def test_a_crash_run_recorded_before_the_exposure_count_is_judged_on_its_re_send
     verdict = [t for t in summary["targets"] if t["target"].startswith("crash")]
     assert [(t["value"], t["ok"]) for t in verdict] == [(20_000, True)]
     assert "re-sent 9,000, 300, 20,000 events" in report.crash_line(old)
+
+
+def test_a_program_s_figures_are_the_medians_of_its_rounds_and_its_highest_rss() -> None:
+    def round_(cpu: float, rate: float, rss: float) -> dict[str, Any]:
+        return {"cpu_s_per_million": cpu, "records_per_s": rate, "wall_s": 1e5 / rate,
+                "peak_rss_mb": rss, "machine_busy_cores": 1.0}
+
+    out = median_run([round_(13.1, 74_000, 130), round_(9.6, 94_000, 141),
+                      round_(11.9, 76_000, 120)])
+    assert out["cpu_s_per_million"] == 11.9  # the median round's, not the mean
+    assert out["records_per_s"] == 76_000 and out["wall_s"] == 1e5 / 76_000
+    assert out["peak_rss_mb"] == 141  # the highest: a bound, not a typical value
+    assert [r["cpu_s_per_million"] for r in out["rounds"]] == [13.1, 9.6, 11.9]

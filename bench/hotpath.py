@@ -3,10 +3,9 @@
 Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pipeline`
 with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
 one partition (as `consume` returns them), and for every consumed batch of 1,000 does
-what the loop thread does: `ingest` (decode, map, core), `next_batch`, `encode_request`
-(a sender thread's share: one body per request) and `completed` (acks, offsets). Prints
-the CPU
-(time.process_time) per event, best of K runs.
+what the loop thread does: `ingest` (decode, map, encode each event, core), `next_batch`,
+`encode_items` (a sender thread's share: one body per request, joined) and `completed`
+(acks, offsets). Prints the CPU (time.process_time) per event, best of K runs.
 
 The figure isolates the Python the connector adds per event from what a real run adds
 around it (librdkafka, HTTP, job tracking, other threads, other processes on the cores),
@@ -29,8 +28,9 @@ from bench.dataset import records
 from bench.run import apply_overrides, parse_override
 from bench.services import connector_config
 from connector.config import parse
+from connector.event_json import encode_items
 from connector.factory import build_pipeline
-from connector.gameball import GameballClient, encode_request
+from connector.gameball import GameballClient
 from connector.mapping import Mapper
 from connector.pipeline import Pipeline
 from connector.records import SourceRecord
@@ -74,7 +74,7 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
             pipeline.ingest(recs[i:i + CONSUME_BATCH])
             force = i + CONSUME_BATCH >= len(recs)
             while (batch := core.next_batch(time.monotonic(), force)) is not None:
-                encode_request(batch.items)
+                encode_items(batch.items)
                 pipeline.completed(Delivery(batch, accepted=[(batch.items, None)]))
                 events += batch.events
                 for t, p, o in core.commits():  # the broker confirms at once here

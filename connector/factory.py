@@ -17,6 +17,7 @@ from connector.commits import Commits
 from connector.config import Settings
 from connector.core import CoreSettings, DeliveryCore
 from connector.deadletter import DeadLetters
+from connector.event_json import encode_items
 from connector.failures import Failures
 from connector.flow import Flow
 from connector.gameball import GameballClient
@@ -71,12 +72,12 @@ def build_pipeline(
     abandoned = threading.Event()
     reports = SenderReports(metrics, health, settings.gameball.endpoint)
     sender = Sender(client, limiter, settings.gameball.retry, reports, abandoned, clock,
-                    settings.batch.max_bytes)
+                    settings.batch.max_bytes, encode_items)  # rows carry their events' JSON
     senders = Senders(sender, settings.batch.max_in_flight, abandoned)
     bad = BadRecords(settings, metrics, health, dead_letters)
-    failures = Failures(bad, metrics)
     job_letters, jobs = job_tracking(settings, settings.gameball.endpoint == "batch",
                                      client.job_status, bad, metrics)
+    failures = Failures(bad, metrics, job_letters)
     built: list[Pipeline] = []  # the rebalance drains through the pipeline built last
 
     def drain(parts: Partitions) -> bool:

@@ -1,10 +1,14 @@
 """Step 1 of the commit cycle: a consumed chunk, mapped, into the delivery core.
 
 The hot path: one walk over the chunk, the mapper's per-topic function looked up once
-per partition run, one `Run` of rows per run for `DeliveryCore.ingest`. Records of a
-partition held at a bad record are left unread; a record whose schema the registry cannot
-give is held with everything after it (connector/registry_outage.py); records that fail
-to map go to `dead_letter.on_error` with the core's tickets. Called by the loop thread.
+per partition run, one `Run` of rows per run for `DeliveryCore.ingest`. Each event leaves
+the Kafka message here: it is encoded to JSON once, as its request item (connector/
+event_json.py), and the row keeps only that, so a waiting event holds neither the message
+nor the mapped dict; a rejected
+event's record is re-read by offset (connector/failures.py). Records of a partition held
+at a bad record are left unread; a record whose schema the registry cannot give is held
+with everything after it (connector/registry_outage.py); records that fail to map or
+encode go to `dead_letter.on_error` with the core's tickets. Called by the loop thread.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
 from confluent_kafka import KafkaError
 
 from connector.badrecords import BadRecords
 from connector.core import DeliveryCore, Letter, Row, Run
+from connector.event_json import item_json
 from connector.failures import Failures
-from connector.records import Event, RecordError, RegistryUnavailable, Skip
+from connector.records import EncodeError, Event, RecordError, RegistryUnavailable, Skip
 from connector.registry_outage import RegistryOutage
 from connector.telemetry import Metrics
 
@@ -50,8 +56,7 @@ class Ingest:
 
     def __call__(self, msgs: list[Any]) -> None:
         """Map `msgs` into the core (the hot path): one `Run` of rows per partition
-        run; a row's payload is the `Event` (the sender encodes its metadata; a rejected
-        one is dead-lettered with its record)."""
+        run; a row's payload is its event as request-item JSON (`item_json`)."""
         for_topic = self._mapper.for_topic  # per-topic plans are cached by the mapper
         runs: list[Run] = []
         failures: dict[tuple[str, int, int], tuple[Any, RecordError]] = {}
@@ -63,6 +68,8 @@ class Ingest:
         skips: list[int] = []
         failed: list[int] = []
         map_one: Any = None
+        # `item_json`, inlined: the one call per event on this path
+        copy, view, dumps = bytes, memoryview, orjson.dumps
         halted = self._bad.halted
         held: int | None = None
         for msg in msgs:
@@ -93,15 +100,24 @@ class Ingest:
                 self._outage.hold(msgs[msgs.index(msg):], exc, self._clock())
                 break
             kind = out.__class__
-            if kind is Event:  # the common case: one event, no list
-                stamp, ts = msg.timestamp()
-                keep((offset, out.customer_id, out.name, out, ts if stamp else -1))
-            elif kind is list:
-                stamp, ts = msg.timestamp()
-                ts = ts if stamp else -1
-                for ev in out:
-                    keep((offset, ev.customer_id, ev.name, ev, ts))
-            elif isinstance(out, Skip):
+            try:
+                if kind is Event:  # the common case: one event, no list
+                    stamp, ts = msg.timestamp()
+                    cid, name = out.customer_id, out.name
+                    keep((offset, cid, name, copy(view(dumps(
+                        {"customerId": cid, "events": {name: out.metadata}}))),
+                        ts if stamp else -1))
+                    continue
+                if kind is list:  # all of a record's events, or none of them
+                    stamp, ts = msg.timestamp()
+                    ts = ts if stamp else -1
+                    rows.extend([(offset, ev.customer_id, ev.name,
+                                  item_json(ev.customer_id, ev.name, ev.metadata), ts)
+                                 for ev in out])
+                    continue
+            except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+                out = EncodeError("unencodable", str(exc))
+            if isinstance(out, Skip):
                 skips.append(offset)
                 key = (topic, out.reason)
                 child = self._skipped.get(key)

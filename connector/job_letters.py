@@ -1,4 +1,5 @@
-"""Dead-letter copies of the items an accepted batch job failed.
+"""Dead-letter copies of records re-read by offset: the items an accepted batch job
+failed, and the events Gameball rejected (the pipeline keeps no record in memory).
 
 The job tracker (connector/jobs.py) reports each event of a failed item as an
 `EventRef` from its worker threads (`failed`). On the loop thread `poll()` asks the
@@ -7,11 +8,14 @@ comes back to `write`: the pipeline's `dead_letter_job_failure` copies it to the
 dead-letter topic with the `job_failed` headers. The item's offset was committed when
 its batch was accepted, so the copy is all that is left of it. A record that cannot
 be re-read (retention deleted it, ...) is written as a reference copy instead, counted
-and logged: docs/delivery.md ("Faults and what the connector does").
+and logged: docs/delivery.md ("Faults and what the connector does"). A rejected event's
+record is asked for by the loop itself (`reread`, from connector/failures.py), with its
+own answer; one fetcher serves both.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -36,6 +40,8 @@ from connector.telemetry import Metrics
 log = logging.getLogger("connector.job_letters")
 
 Failure = tuple[EventRef, JobId, "dict[str, Any]"]
+# Called on the loop thread with the record re-read, or None and why it could not be.
+Answer = Callable[[RecordLike | None, str | None], None]
 # Called on the loop thread with a failure and the record re-read for it, or None and
 # why it could not be read.
 Write = Callable[[EventRef, JobId, "dict[str, Any]", RecordLike | None, str | None], None]
@@ -82,12 +88,22 @@ class JobLetters:
         self._fetcher = fetcher
         self._write = write
         self._reports: queue.SimpleQueue[Failure] = queue.SimpleQueue()
-        self._waiting: dict[Where, list[Failure]] = {}  # asked of the fetcher
+        self._waiting: dict[Where, list[Answer]] = {}  # asked of the fetcher
         self._unasked: deque[Where] = deque()  # the fetcher's queue was full
 
     def failed(self, ref: EventRef, job_id: JobId, error: dict[str, Any]) -> None:
         """Job tracker threads: Gameball failed the item this event was in."""
         self._reports.put((ref, job_id, error))
+
+    def reread(self, where: Where, answer: Answer) -> None:
+        """Loop thread: read the record at `where` (topic, partition, offset) again and
+        hand it to `answer` in a later `poll` (or None and why it could not be read)."""
+        waiting = self._waiting.get(where)
+        if waiting is None:
+            self._waiting[where] = [answer]
+            self._unasked.append(where)
+        else:  # several events of one record, or one record in several failed jobs
+            waiting.append(answer)
 
     @property
     def idle(self) -> bool:
@@ -104,14 +120,9 @@ class JobLetters:
                 failure = self._reports.get_nowait()
             except queue.Empty:
                 break
-            ref = failure[0]
-            where = (ref.topic, ref.partition, ref.offset)
-            waiting = self._waiting.get(where)
-            if waiting is None:
-                self._waiting[where] = [failure]
-                self._unasked.append(where)
-            else:  # several events of one record, or one record in several failed jobs
-                waiting.append(failure)
+            ref, job_id, error = failure
+            self.reread((ref.topic, ref.partition, ref.offset),
+                        functools.partial(self._write, ref, job_id, error))
         while self._unasked and self._fetcher.want(*self._unasked[0]):
             self._unasked.popleft()
         written = 0
@@ -121,7 +132,8 @@ class JobLetters:
 
     def close(self, timeout: float) -> None:
         """At shutdown (after the tracker's close): wait up to `timeout` seconds for the
-        records still wanted, then write the rest as reference copies."""
+        records still wanted, then answer the rest with CLOSED (a job item's is written
+        as a reference copy; a rejected event's is left to the partition's next owner)."""
         deadline = time.monotonic() + timeout
         self.poll()
         while self._waiting and not self._unasked and time.monotonic() < deadline:
@@ -133,15 +145,15 @@ class JobLetters:
             self._answer(where, None, CLOSED)
 
     def _answer(self, where: Where, record: RecordLike | None, reason: str | None) -> int:
-        failures = self._waiting.pop(where, [])
-        for ref, job_id, error in failures:
+        answers = self._waiting.pop(where, [])
+        for answer in answers:
             try:
-                self._write(ref, job_id, error, record, reason)
+                answer(record, reason)
             except Exception:  # one bad copy must not stop the others
-                log.exception("job failure could not be dead-lettered",
-                              extra={"job_id": job_id, "topic": ref.topic,
-                                     "partition": ref.partition, "offset": ref.offset})
-        return len(failures)
+                log.exception("a re-read record could not be dead-lettered",
+                              extra={"topic": where[0], "partition": where[1],
+                                     "offset": where[2]})
+        return len(answers)
 
 
 def reference_record(ref: EventRef) -> SourceRecord:

@@ -41,7 +41,6 @@ from connector.jobs import JobTracker
 from connector.kafka_events import KafkaEvents
 from connector.quota_share import QuotaShare
 from connector.rebalance import Rebalance
-from connector.records import Event, RecordError
 from connector.registry_outage import RegistryOutage
 from connector.sender import Delivery, events_in
 from connector.sender_reports import SenderReports
@@ -260,12 +259,8 @@ class Pipeline:
         if jobs is not None:
             for items, job_id in delivery.accepted:
                 jobs.submit(job_id, job_items(items))
-        for letter in out.letters:  # each carries its row's payload: the Event
-            ev: Event = letter.payload
-            if isinstance(letter.cause, RecordError):  # could not be encoded
-                self.failures.record_failed(ev.record, letter.cause, acker(self.core, letter))
-            else:
-                self.failures.gameball_rejected(ev, letter.cause, acker(self.core, letter))  # type: ignore[arg-type]
+        for letter in out.letters:  # rejected, or failed by the sender: re-read, copied
+            self.failures.letter(letter, acker(self.core, letter))
         if delivery.abandoned:
             n = events_in(delivery.abandoned)
             log.warning(
@@ -290,8 +285,8 @@ class Pipeline:
                           self._s.shutdown.drain_seconds)
 
     def drain(self, finished: Callable[[], bool], seconds: float, send: bool = True) -> bool:
-        """Send (unless `send` is false) and complete what is buffered until `finished()`
-        or the deadline."""
+        """Send (unless `send` is false) and complete what is buffered, and copy rejected
+        events' records to the dead letters, until `finished()` or the deadline."""
         deadline = self._clock() + seconds
         while not finished():
             now = self._clock()
@@ -303,6 +298,7 @@ class Pipeline:
                     self.commits.commit(asynchronous=False)
                 self.dispatch(now, force=True)
             self.collect(wait=0.05)
+            self._job_letters.poll()  # re-read records of rejected events, to be copied
             self._bad.poll()
         return True
 
@@ -318,7 +314,8 @@ class Pipeline:
         # While Gameball refuses the credentials nothing in flight can finish: do not wait.
         drain = 0.0 if self._health.auth_failing else budget.left(budget.drain_deadline())
         drained = self.drain(
-            lambda: core.in_flight == 0 and core.waiting == 0 and self._bad.pending == 0,
+            lambda: core.in_flight == 0 and core.waiting == 0 and self._bad.pending == 0
+            and self._job_letters.idle,
             drain,
         )
         if not drained:

@@ -7,8 +7,10 @@ because losing a loyalty event is worse than waiting. A rejected batch (4xx with
 payload or customer error) is split in halves until the bad items are alone; the
 good ones are delivered. Authentication/account errors never give up and never
 reject data: they wait `auth_backoff_ms` and try again. See docs/delivery.md.
-Works on `connector.core` batches as `DeliveryCore.next_batch` cuts them (a row's payload
-is the mapped `Event`); the `Delivery` goes back to `DeliveryCore.complete` as it is.
+Works on `connector.core` batches as `DeliveryCore.next_batch` cuts them; `encode` makes
+a request body of items: the pipeline's rows carry metadata encoded at ingest
+(`core.encode_items`), the re-drive's the mapped `Event` (`gameball.encode_request`,
+the default). The `Delivery` goes back to `DeliveryCore.complete` as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from connector.gameball import (
 )
 from connector.ratelimit import RateLimiter
 from connector.records import EncodeError, RecordError
+
+# items, batch endpoint -> request body; TypeError/ValueError when an event has no JSON form
+Encode = Callable[[Sequence[Item], bool], bytes]
 
 
 class SenderHooks(Protocol):
@@ -114,8 +119,10 @@ class Sender:
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int = 1024 * 1024,
+        encode: Encode = encode_request,
     ) -> None:
         self._client = client
+        self._encode_items = encode
         self._max_bytes = max_bytes
         self._limiter = limiter
         self._retry = retry
@@ -145,7 +152,7 @@ class Sender:
         return result
 
     def _encode(self, items: Sequence[Item]) -> bytes:
-        return encode_request(items, self._batch_endpoint)
+        return self._encode_items(items, self._batch_endpoint)
 
     def _deliver(self, items: list[Item], result: Delivery) -> None:
         try:

@@ -17,7 +17,6 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import connector.sender
 from connector.config import RetrySettings
 from connector.core import Batch, CoreSettings, DeliveryCore, Item, Run
 from connector.gameball import Answer, Verdict, encode_request
@@ -101,10 +100,12 @@ def make(
     retry: RetrySettings = FAST,
     limiter: RateLimiter | None = None,
     stop: threading.Event | None = None,
+    encode: Callable[[Sequence[Item], bool], bytes] = encode_request,
 ) -> tuple[Sender, ScriptedClient, Hooks]:
     client = ScriptedClient(script)
     hooks = Hooks()
-    sender = Sender(client, limiter, retry, hooks, stop or threading.Event())  # type: ignore[arg-type]
+    sender = Sender(client, limiter, retry, hooks, stop or threading.Event(),  # type: ignore[arg-type]
+                    encode=encode)
     return sender, client, hooks
 
 
@@ -350,9 +351,7 @@ def test_a_sender_defect_fails_the_batch_events_and_never_raises() -> None:
     assert "RuntimeError: boom" in delivery.failed[0][1].detail
 
 
-def test_a_body_is_encoded_once_per_request_not_per_attempt(
-    monkeypatch: Any,
-) -> None:
+def test_a_body_is_encoded_once_per_request_not_per_attempt() -> None:
     """Retries send the same bytes again; only the halves of a bisected batch are new."""
     encoded: list[int] = []
 
@@ -360,13 +359,12 @@ def test_a_body_is_encoded_once_per_request_not_per_attempt(
         encoded.append(len(items))
         return encode_request(items, batch_endpoint)
 
-    monkeypatch.setattr(connector.sender, "encode_request", counting)
     answers = [Answer(500, None), Answer(503, None), OK]
-    sender, client, _ = make(lambda n, _cs: answers[n - 1])
+    sender, client, _ = make(lambda n, _cs: answers[n - 1], encode=counting)
     sender.deliver(batch_of(["a", "b", "c", "d"]))
     assert len(client.requests) == 3 and encoded == [4]
     encoded.clear()
-    sender, client, _ = make(lambda _n, cs: BAD if "c" in cs else OK)
+    sender, client, _ = make(lambda _n, cs: BAD if "c" in cs else OK, encode=counting)
     sender.deliver(batch_of(["a", "b", "c", "d"]))
     assert encoded == [4, 2, 2, 1, 1]  # the batch, its halves, the bad half's halves
     assert len(client.requests) == 5

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from connector.config import parse
 from connector.core import CoreSettings, DeliveryCore, Item, Run
+from connector.event_json import encode_items
 from connector.factory import build_pipeline
 from connector.gameball import Action, Answer, GameballClient, Verdict
 from connector.mapping import Mapper
@@ -118,6 +119,28 @@ def test_record_counters_follow_what_the_mapper_decided() -> None:
     assert failed == {"decode": 1, "mapping": 1}
     assert b.value("gameball_connector_assigned_partitions") == 1
     assert b.value("gameball_connector_rebalances_total", kind="assign") == 1
+
+
+def test_metadata_without_a_json_form_fails_its_record_at_ingest() -> None:
+    """Each event's metadata is encoded once, at ingest: one that cannot be (orjson
+    writes 254 levels at most) fails its record there, with stage `encode`, and the
+    rest of the chunk waits to be sent as usual."""
+    b = Built()
+    assign(b)
+    deep = b'{"d":' * 300 + b'"bottom"' + b"}" * 300
+    b.pipeline.ingest([
+        rec(0, {"type": "order", "customer": "c1", "id": 1}),
+        rec(1, b'{"type": "order", "customer": "c2", "id": ' + deep + b"}"),
+        rec(2, {"type": "order", "customer": "c3", "id": 3}),
+    ])
+    assert b.value("gameball_connector_records_failed_total", topic="orders", stage="encode",
+                   reason="unencodable") == 1
+    assert b.pipeline.core.waiting == 2  # c1's and c3's events; c2's record was dropped
+    batch = b.pipeline.core.next_batch(time.monotonic() + 60, force=True)
+    assert batch is not None
+    assert orjson.loads(encode_items(batch.items)) == {"body": [
+        {"customerId": "c1", "events": {"place_order": {"id": 1}}},
+        {"customerId": "c3", "events": {"place_order": {"id": 3}}}]}
 
 
 def test_acceptance_drives_events_latency_and_commits() -> None:

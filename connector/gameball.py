@@ -158,9 +158,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def item_body(item: Item) -> dict[str, Any]:
-    """One core item as Gameball takes it (`customerId`, `events` by name). The shell's
-    rows carry the mapped `Event` as payload (the pipeline dead-letters its `record`),
-    so the metadata is the event's; `core.Item.body` is for rows of plain metadata."""
+    """One core item as Gameball takes it (`customerId`, `events` by name), for rows
+    whose payload is the mapped `Event` (the re-drive's; it dead-letters the event's
+    `record`). The pipeline's rows carry JSON already: connector/event_json.py."""
     entries = item.entries
     if len(entries) == 1:  # the common item: no comprehension frame
         row = entries[0][1]

@@ -8,9 +8,10 @@ payload or customer error) is split in halves until the bad items are alone; the
 good ones are delivered. Authentication/account errors never give up and never
 reject data: they wait `auth_backoff_ms` and try again. See docs/delivery.md.
 Works on `connector.core` batches as `DeliveryCore.next_batch` cuts them; `encode` makes
-a request body of items: the pipeline's rows carry metadata encoded at ingest
-(`core.encode_items`), the re-drive's the mapped `Event` (`gameball.encode_request`,
-the default). The `Delivery` goes back to `DeliveryCore.complete` as it is.
+a request body of items: the pipeline's rows carry their events' JSON, made at ingest
+(`event_json.encode_items` joins it), the re-drive's the mapped `Event`
+(`gameball.encode_request`, the default). The `Delivery` goes back to
+`DeliveryCore.complete` as it is.
 """
 
 from __future__ import annotations

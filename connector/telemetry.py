@@ -111,7 +111,8 @@ class Metrics:
         )
         self.dead_letter_replaced = Counter(
             P + "dead_letter_replaced",
-            "Dead-letter copies written with their value replaced by a reference (too large).",
+            "Dead-letter copies written with their value replaced by a reference (too large, "
+            "or a rejected event's record could not be re-read).",
             registry=r,
         )
         self.records_dropped = Counter(

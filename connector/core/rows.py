@@ -3,9 +3,10 @@
 A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
 payload, timestamp_ms)`. The core never reads `payload` (a rejected row's comes back in
 its `Letter`); `Item.body`/`encode_items` take it as the event's metadata: a dict, or
-its JSON already encoded wrapped in `orjson.Fragment` (copied into the body as bytes).
-The pipeline's payload is the mapped `Event`, encoded by `gameball.encode_request`.
-Either way a request body is one `orjson.dumps` call per request.
+its JSON already encoded wrapped in `orjson.Fragment` (copied into the body as bytes);
+either way one `orjson.dumps` call per request. The pipeline's payload is its event as
+request-item JSON bytes, joined by `connector.event_json.encode_items`; the re-drive's
+is the mapped `Event` (`gameball.encode_request`).
 A *segment* is a slice of one partition's run: the unit acks are counted in and the
 unit commits move by. Nothing here does I/O.
 """
@@ -138,7 +139,8 @@ class Letter:
     The shell copies the record's original bytes (kept or re-read by offset) and calls
     `DeliveryCore.dead_lettered(letter)` once the broker acknowledged the copy. A letter
     of a rejected item carries its row's `payload` (the shell's own object: the pipeline
-    finds the record there); a letter of a `failed` record of `ingest` has None.
+    re-reads the record by offset and uses the payload only if it cannot); a letter of a
+    `failed` record of `ingest` has None.
     """
 
     __slots__ = ("cause", "customer_id", "name", "offset", "payload", "segment")

@@ -100,8 +100,11 @@ class Ingest:
                 self._outage.hold(msgs[msgs.index(msg):], exc, self._clock())
                 break
             kind = out.__class__
+            if kind is tuple:  # the common case: a generated route's row, encoded
+                keep(out)
+                continue
             try:
-                if kind is Event:  # the common case: one event, no list
+                if kind is Event:  # one event of a route on closures, not yet encoded
                     stamp, ts = msg.timestamp()
                     cid, name = out.customer_id, out.name
                     keep((offset, cid, name, copy(view(dumps(

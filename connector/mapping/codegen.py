@@ -5,7 +5,9 @@ paths for customer_id and metadata (no envelope, no options). Written out as Pyt
 source (as dataclasses writes `__init__`) it makes no call per expression, which halves
 the per-record cost of such a route against the closures (measured: docs/mapping.md).
 Names and keys enter the source only through repr(), so config text cannot become code.
-Called by `Route` when it is compiled; None for any other shape.
+Its twin `apply_row` is what the pipeline calls: the same lookups, ending in the core row
+with the event already encoded (`Mapper.for_topic`). Called by `Route` when it is
+compiled; None for any other shape.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from connector.mapping.coercion import scalar_text
 from connector.mapping.envelope import LOOKUP_ERRORS
 from connector.mapping.paths import plain_path
-from connector.records import Event, MappingError, RecordError, RecordLike
+from connector.records import EncodeError, Event, MappingError, RecordError, RecordLike
 
 if TYPE_CHECKING:
     from connector.mapping.routes import Route
 
 
-def generated_apply(route: Route) -> Callable[[Any, RecordLike], Any] | None:
-    """`route.apply` as one generated function, or None when the route has another shape."""
+Generated = tuple[Callable[[Any, RecordLike], Any], Callable[[Any, RecordLike], Any]]
+
+
+def generated_apply(route: Route) -> Generated | None:
+    """`route.apply` as one generated function, and `route.apply_row`, its twin for the
+    pipeline, or None when the route has another shape. `apply_row` returns the core row
+    itself, `(offset, customer_id, name, item JSON, timestamp ms or -1)`, its event
+    encoded as connector/event_json.py's `item_json` does (an `EncodeError` when it has
+    no JSON form): no `Event` and no metadata dict outlive the call."""
     s = route.settings
     if s.event is None or route.plain is None or route.check_json:
         return None
@@ -56,7 +67,7 @@ def generated_apply(route: Route) -> Callable[[Any, RecordLike], Any] | None:
     def index(path: list[str]) -> str:
         return "".join(f"[{k!r}]" for k in path)
 
-    lines = ["def apply(value, record):", "    try:"]
+    lines = ["    try:"]
     if when_path is not None:
         lines += [
             "        try:",
@@ -88,8 +99,7 @@ def generated_apply(route: Route) -> Callable[[Any, RecordLike], Any] | None:
             f"            m{i} = None",
         ]
     body = ", ".join(f"{key!r}: m{i}" for i, (key, _) in enumerate(field_paths))
-    lines += [
-        f"        return Event(cid, {s.event!r}, {{{body}}}, record)",
+    caught = [
         "    except RecordError as err:",
         "        err.route = route",
         "        return err",
@@ -97,15 +107,31 @@ def generated_apply(route: Route) -> Callable[[Any, RecordLike], Any] | None:
         '        detail = f"{type(exc).__name__}: {exc}"',
         '        return MappingError("expression_failed", detail, route)',
     ]
+    event = [f"        return Event(cid, {s.event!r}, {{{body}}}, record)"]
+    row = [
+        "        try:",
+        "            payload = _copy(_view(_dumps({'customerId': cid, 'events': "
+        f"{{{s.event!r}: {{{body}}}}}}})))",
+        "        except _ENCODE_ERRORS as exc:",
+        '            return EncodeError("unencodable", str(exc))',
+        "        stamp, ts = record.timestamp()",
+        f"        return (record.offset(), cid, {s.event!r}, payload, ts if stamp else -1)",
+    ]
+    source = ["def apply(value, record):", *lines, *event, *caught,
+              "def apply_row(value, record):", *lines, *row, *caught]
     namespace: dict[str, Any] = {
         "_LOOKUP_ERRORS": LOOKUP_ERRORS,
+        "_ENCODE_ERRORS": (TypeError, ValueError),  # orjson.JSONEncodeError is a TypeError
+        "_copy": bytes,  # orjson's result keeps a 4 KB buffer: the row keeps a copy
+        "_view": memoryview,
+        "_dumps": orjson.dumps,
         "Event": Event,
+        "EncodeError": EncodeError,
         "RecordError": RecordError,
         "MappingError": MappingError,
         "bad_customer_id": route.bad_customer_id,
         "scalar_text": scalar_text,
         "route": route.name,
     }
-    exec(compile("\n".join(lines), f"<route {route.name}>", "exec"), namespace)
-    apply: Callable[[Any, RecordLike], Any] = namespace["apply"]
-    return apply
+    exec(compile("\n".join(source), f"<route {route.name}>", "exec"), namespace)
+    return namespace["apply"], namespace["apply_row"]

@@ -46,7 +46,7 @@ def _decode_error(decode: Decoder, raw: bytes | str) -> DecodeError:
 class Plan:
     """What to do with one topic's records, worked out on the first record of the topic."""
 
-    __slots__ = ("decoders", "many", "one", "pairs", "routes", "single", "unmatched")
+    __slots__ = ("decoders", "many", "one", "pairs", "routes", "row", "single", "unmatched")
 
     def __init__(
         self,
@@ -65,6 +65,8 @@ class Plan:
         self.one: Callable[[RecordLike], Any] | None = None
         # Otherwise: the mapper's loop for this topic, bound (`Mapper.for_topic`).
         self.many: Callable[[RecordLike], Any] | None = None
+        # `one` for the pipeline when its route is generated code: the core row itself.
+        self.row: Callable[[RecordLike], Any] | None = None
 
     def unmatched_result(self, topic: str | None) -> Skip | MappingError:
         if self.unmatched == "dead_letter":
@@ -83,12 +85,14 @@ class Plan:
         return err
 
 
-def one_route(plan: Plan, topic: str | None) -> Callable[[RecordLike], Any]:
+def one_route(plan: Plan, topic: str | None, rows: bool = False) -> Callable[[RecordLike], Any]:
     """`map` for a topic with one route and one decoder, except that a single event comes
-    back bare, not in a list: the pipeline calls it per record (`Mapper.for_topic`)."""
+    back bare, not in a list: the pipeline calls it per record (`Mapper.for_topic`).
+    `rows`: the event comes back as the core row instead (the route's `apply_row`)."""
     decode = plan.single
     assert decode is not None and len(plan.routes) == 1
-    apply = plan.routes[0].apply
+    route = plan.routes[0]
+    apply = route.apply_row if rows and route.apply_row is not None else route.apply
     unmatched = plan.unmatched_result
     failed = plan.failed_decode
 
@@ -105,7 +109,7 @@ def one_route(plan: Plan, topic: str | None) -> Callable[[RecordLike], Any]:
             return unmatched(topic)
         if out is FILTERED:
             return SKIP_FILTERED
-        return out  # an Event or a RecordError
+        return out  # an Event (a row with `rows`) or a RecordError
 
     return map_one
 
@@ -187,6 +191,8 @@ class Mapper:
         plan = Plan(chosen, unmatched)
         if plan.single is not None and len(plan.routes) == 1:
             plan.one = one_route(plan, topic)
+            if plan.routes[0].apply_row is not None:
+                plan.row = one_route(plan, topic, rows=True)
         else:
             run = self._run
 
@@ -213,9 +219,11 @@ class Mapper:
 
     def for_topic(self, topic: str | None) -> Callable[[RecordLike], Any]:
         """The pipeline's per-record function for one topic: `map`'s result, except that
-        a single event comes back bare (no list per record) on a one-route topic."""
+        a single event comes back bare (no list per record) on a one-route topic, and as
+        the core row `(offset, customer_id, name, item JSON, timestamp ms or -1)` when
+        that route is generated code (connector/mapping/codegen.py)."""
         plan = self._plans.get(topic) or self._plan(topic)
-        found = plan.one or plan.many
+        found = plan.row or plan.one or plan.many
         assert found is not None
         return found
 

@@ -129,7 +129,11 @@ class Route:
         self.interpreted = tuple(interpreted)
         generated = generated_apply(self) if fast else None
         self.code = "closures" if generated is None else "generated"
-        self.apply: Callable[[Any, RecordLike], Any] = generated or self._closure_apply()
+        self.apply: Callable[[Any, RecordLike], Any] = (
+            generated[0] if generated is not None else self._closure_apply())
+        # The pipeline's twin of a generated `apply`: the core row, its event encoded.
+        self.apply_row: Callable[[Any, RecordLike], Any] | None = (
+            generated[1] if generated is not None else None)
 
     def info(self) -> RouteInfo:
         """How this route was compiled (see RouteInfo)."""

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from connector.decode import decode_string
+from connector.event_json import item_json
 from connector.mapping import Mapper, envelope_value
 from connector.mapping_schema import RouteSettings, TopicSettings
 from connector.records import DecodeError, Event, MappingError, RecordError, Skip, SourceRecord
@@ -64,10 +65,22 @@ def run(routes: list[dict[str, Any]] | dict[str, Any], record: SourceRecord, **k
         assert (mapped.detail, mapped.route) == (explained.detail, explained.route)
     slow = build(*(routes if isinstance(routes, list) else [routes]), fast=False, **kw)
     assert outcome(slow.map(record)) == result
-    # So must the pipeline's per-topic function (which returns a single event bare).
+    # So must the pipeline's per-topic function (which returns a single event bare, or
+    # a generated route's core row with the event encoded).
     hot = mapper.for_topic(record.topic())(record)
+    if isinstance(hot, tuple):
+        assert isinstance(mapped, list) and len(mapped) == 1
+        assert hot == row_of(mapped[0], record)
+        hot = mapped[0]
     assert outcome([hot] if isinstance(hot, Event) else hot) == result
     return result
+
+
+def row_of(event: Event, record: SourceRecord) -> tuple[int, str, str, bytes, int]:
+    """The core row the pipeline expects of `event`: bytes as `item_json` writes them."""
+    stamp, ts = record.timestamp()
+    return (record.offset(), event.customer_id, event.name,
+            item_json(event.customer_id, event.name, event.metadata), ts if stamp else -1)
 
 
 # --- routes ---------------------------------------------------------------------------

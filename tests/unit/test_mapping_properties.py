@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from connector.mapping import Mapper
 from connector.mapping_schema import RouteSettings, TopicSettings
 from connector.records import DecodeError, Event, MappingError, RecordError, Skip, SourceRecord
+from tests.unit.test_mapping import row_of
 
 ROUTES = [
     {
@@ -62,6 +63,9 @@ ROUTES = [
         "metadata": {"raw": "@", "len": "length(@)"},
     },
     {"name": "plain", "topic": "u", "customer_id": "a.b", "event": "p", "metadata": {"c": "c.d"}},
+    # alone on its topic, generated code: the pipeline takes its rows (`apply_row`)
+    {"name": "solo", "topic": "w", "customer_id": "customer", "event": "solo",
+     "metadata": {"c": "c.d", "n": "n", "deep": "x.y"}},
 ]
 TOPICS = {"u": TopicSettings(unmatched="dead_letter")}
 SETTINGS = [RouteSettings.model_validate(r) for r in ROUTES]
@@ -117,7 +121,7 @@ raw_values = st.one_of(
 )
 records = st.builds(
     SourceRecord,
-    topic_=st.sampled_from(["t", "u", "v"]),
+    topic_=st.sampled_from(["t", "u", "v", "w"]),
     value_=raw_values,
     partition_=st.integers(0, 5),
     offset_=st.integers(0, 2**40),
@@ -169,7 +173,14 @@ def test_mapping_is_deterministic_and_every_build_agrees(record: SourceRecord) -
     assert view(FAST.map(record)) == first
     assert view(SLOW.map(record)) == first
     assert view(FAST.explain(record)[0]) == first
+    if record.topic() == "w":
+        assert FAST.route_info()[-1].code == "generated"
     hot = FAST.for_topic(record.topic())(record)  # the pipeline's path: one event comes bare
+    if isinstance(hot, tuple):  # or as the core row, encoded: byte for byte the same event
+        mapped = FAST.map(record)
+        assert isinstance(mapped, list) and len(mapped) == 1
+        assert hot == row_of(mapped[0], record)
+        hot = mapped[0]
     assert view([hot] if isinstance(hot, Event) else hot) == first
 
 
@@ -276,3 +287,31 @@ def test_closure_compiler_agrees_with_the_interpreter(text: str, value: Any) -> 
     expected = outcome(lambda: jmespath.search(text, value))
     got = outcome(lambda: getter(value, record))
     assert got == expected, text
+
+
+solo_records = st.builds(
+    SourceRecord,
+    topic_=st.just("w"),
+    value_=st.fixed_dictionaries(
+        {"customer": st.text(min_size=1, max_size=8) | st.integers(0, 10**6),
+         "c": st.fixed_dictionaries({"d": json_values}) | json_values,
+         "n": json_values},
+        optional={"x": st.fixed_dictionaries({"y": json_values})},
+    ).map(orjson.dumps),
+    offset_=st.integers(0, 2**40),
+    timestamp_ms=st.one_of(st.none(), st.integers(0, 2**45)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(solo_records)
+def test_a_generated_route_gives_the_pipeline_its_event_as_a_row(record: SourceRecord) -> None:
+    """The pipeline's rows (`apply_row`) hold, byte for byte, the event every other build
+    maps the record to, at the record's offset and timestamp."""
+    hot = FAST.for_topic("w")(record)
+    mapped = SLOW.map(record)
+    if isinstance(mapped, list):
+        assert isinstance(hot, tuple)
+        assert hot == row_of(mapped[0], record)
+    else:
+        assert view(hot) == view(mapped)

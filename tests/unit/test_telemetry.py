@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -39,13 +40,18 @@ mappings:
 """
 
 
+def with_route(extra: str) -> str:
+    """CONFIG with `extra` lines added to its route."""
+    return CONFIG.replace("    metadata: {id: id}\n", "    metadata: {id: id}\n" + extra)
+
+
 class Built:
     def __init__(self, batch: str | None = None, dead_letters: Any = None,
-                 source_type: type[Source] = Source) -> None:
+                 source_type: type[Source] = Source, route_extra: str = "") -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health(60)
-        config = CONFIG
+        config = with_route(route_extra)
         if batch is not None:
             config = config.replace("batch: {max_items: 10, linger_ms: 0}", f"batch: {batch}")
         # No consumer here to hold a partition at a bad record (on_error: stop).
@@ -121,11 +127,19 @@ def test_record_counters_follow_what_the_mapper_decided() -> None:
     assert b.value("gameball_connector_rebalances_total", kind="assign") == 1
 
 
-def test_metadata_without_a_json_form_fails_its_record_at_ingest() -> None:
+@pytest.mark.parametrize(("route_extra", "code"), [
+    ("", "generated"),  # the route's generated rows encode it
+    ("    drop_nulls: true\n", "closures"),  # the ingest encodes the route's Event
+])
+def test_metadata_without_a_json_form_fails_its_record_at_ingest(
+    route_extra: str, code: str
+) -> None:
     """Each event's metadata is encoded once, at ingest: one that cannot be (orjson
     writes 254 levels at most) fails its record there, with stage `encode`, and the
     rest of the chunk waits to be sent as usual."""
-    b = Built()
+    b = Built(route_extra=route_extra)
+    assert [info.code for info in Mapper(parse(with_route(route_extra), {}).mappings)
+            .route_info()] == [code]
     assign(b)
     deep = b'{"d":' * 300 + b'"bottom"' + b"}" * 300
     b.pipeline.ingest([

@@ -40,14 +40,20 @@ class Flow:
 
     def held_back(self) -> bool:
         """Reading further ahead must wait: a batch is blocked, or the core holds
-        `max_buffered_events` (most of them behind customers in flight), or the dead-letter
-        producer holds `dead_letter.max_pending` copies."""
-        return not self._core.may_read() or self._bad.pending >= self._max_pending
+        `max_buffered_events` (most of them behind customers in flight), or
+        `dead_letter.max_pending` copies are on their way (`letters_pending`)."""
+        return not self._core.may_read() or self.letters_pending() >= self._max_pending
 
     def at_bound(self) -> bool:
         """Held back by a memory bound (`max_buffered_events`, `dead_letter.max_pending`),
         not only by a batch waiting for a sender: nothing more may be read."""
-        return self._core.buffered >= self._bound or self._bad.pending >= self._max_pending
+        return (self._core.buffered >= self._bound
+                or self.letters_pending() >= self._max_pending)
+
+    def letters_pending(self) -> int:
+        """Dead-letter copies not yet acknowledged: the producer's, or the core's letters
+        if more (a rejected event's record is re-read first, connector/failures.py)."""
+        return max(self._bad.pending, self._core.dead_letters_pending)
 
     def progress(self) -> None:
         """A batch was sent: a wait for a slot starts afresh."""
@@ -75,11 +81,11 @@ class Flow:
             log.info(
                 "paused partitions: Gameball is not keeping up",
                 extra={"buffered": buffered, "partitions": n, "inflight": core.in_flight,
-                       "dead_letter_pending": self._bad.pending},
+                       "dead_letter_pending": self.letters_pending()},
             )
         elif (
             self.paused and not core.blocked() and buffered <= self._bound // 2
-            and self._bad.pending <= self._max_pending // 2
+            and self.letters_pending() <= self._max_pending // 2
             and not self._outage.active
         ):
             self.paused = False

@@ -2,13 +2,13 @@
 
 The hot path: one walk over the chunk, the mapper's per-topic function looked up once
 per partition run, one `Run` of rows per run for `DeliveryCore.ingest`. Each event leaves
-the Kafka message here: it is encoded to JSON once, as its request item (connector/
-event_json.py), and the row keeps only that, so a waiting event holds neither the message
-nor the mapped dict; a rejected
-event's record is re-read by offset (connector/failures.py). Records of a partition held
-at a bad record are left unread; a record whose schema the registry cannot give is held
-with everything after it (connector/registry_outage.py); records that fail to map or
-encode go to `dead_letter.on_error` with the core's tickets. Called by the loop thread.
+the Kafka message here: it is encoded to JSON once, as its request item (a generated
+route's row comes encoded; connector/event_json.py), and the row keeps only that, so a
+waiting event holds neither the message nor the mapped dict; a rejected event's record
+is re-read by offset (connector/failures.py). Records of a partition held at a bad
+record are left unread; a record whose schema the registry cannot give is held with
+everything after it (connector/registry_outage.py); records that fail to map or encode
+go to `dead_letter.on_error` with the core's tickets. Called by the loop thread.
 """
 
 from __future__ import annotations

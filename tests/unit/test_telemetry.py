@@ -47,7 +47,8 @@ def with_route(extra: str) -> str:
 
 class Built:
     def __init__(self, batch: str | None = None, dead_letters: Any = None,
-                 source_type: type[Source] = Source, route_extra: str = "") -> None:
+                 source_type: type[Source] = Source, route_extra: str = "",
+                 dead_letter: str = "{topic: orders-dlq}") -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health(60)
@@ -55,7 +56,7 @@ class Built:
         if batch is not None:
             config = config.replace("batch: {max_items: 10, linger_ms: 0}", f"batch: {batch}")
         # No consumer here to hold a partition at a bad record (on_error: stop).
-        config += ("dead_letter: {topic: orders-dlq}\n" if dead_letters is not None
+        config += (f"dead_letter: {dead_letter}\n" if dead_letters is not None
                    else "dead_letter: {on_error: drop}\n")
         settings = parse(config, {})
         self.client = GameballClient(settings.gameball, 2)
@@ -270,6 +271,25 @@ class AckingDeadLetters:
 
     def oldest_wait(self) -> float:
         return 0.0
+
+
+def test_rejected_events_whose_records_are_being_read_again_count_against_max_pending() -> None:
+    """A rejected event's record is re-read before its copy reaches the producer; until
+    then it counts against `dead_letter.max_pending` all the same (the broker here does
+    not answer, so the re-read never ends)."""
+    dlq = AckingDeadLetters()
+    b = Built(dead_letters=dlq, dead_letter="{topic: orders-dlq, max_pending: 3}")
+    assign(b)
+    b.pipeline.ingest([rec(i, {"type": "order", "customer": f"c{i}", "id": i})
+                       for i in range(4)])
+    assert not b.pipeline.flow.held_back()
+    batch = b.pipeline.core.next_batch(time.monotonic() + 60, force=True)
+    assert batch is not None
+    rejected = Answer(412, {"code": 2000, "message": "bad customer"})
+    b.pipeline.completed(Delivery(batch, rejected=[(item, rejected) for item in batch.items]))
+    assert dlq.sent == []  # nothing copied yet: the records are being read again
+    assert b.pipeline.flow.letters_pending() == 4
+    assert b.pipeline.flow.held_back() and b.pipeline.flow.at_bound()
 
 
 def test_dead_letters_are_counted_once_acknowledged_and_revoke_drops_partition_series() -> None:

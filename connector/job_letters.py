@@ -41,7 +41,7 @@ log = logging.getLogger("connector.job_letters")
 
 Failure = tuple[EventRef, JobId, "dict[str, Any]"]
 # Called on the loop thread with the record re-read, or None and why it could not be.
-Answer = Callable[[RecordLike | None, str | None], None]
+Reread = Callable[[RecordLike | None, str | None], None]
 # Called on the loop thread with a failure and the record re-read for it, or None and
 # why it could not be read.
 Write = Callable[[EventRef, JobId, "dict[str, Any]", RecordLike | None, str | None], None]
@@ -88,14 +88,14 @@ class JobLetters:
         self._fetcher = fetcher
         self._write = write
         self._reports: queue.SimpleQueue[Failure] = queue.SimpleQueue()
-        self._waiting: dict[Where, list[Answer]] = {}  # asked of the fetcher
+        self._waiting: dict[Where, list[Reread]] = {}  # asked of the fetcher
         self._unasked: deque[Where] = deque()  # the fetcher's queue was full
 
     def failed(self, ref: EventRef, job_id: JobId, error: dict[str, Any]) -> None:
         """Job tracker threads: Gameball failed the item this event was in."""
         self._reports.put((ref, job_id, error))
 
-    def reread(self, where: Where, answer: Answer) -> None:
+    def reread(self, where: Where, answer: Reread) -> None:
         """Loop thread: read the record at `where` (topic, partition, offset) again and
         hand it to `answer` in a later `poll` (or None and why it could not be read)."""
         waiting = self._waiting.get(where)

@@ -16,13 +16,20 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
 
+from connector.badrecords import BadRecords
+from connector.config import parse
+from connector.deadletter import DeadLetters
+from connector.job_letters import JobLetters, dead_letter_job_failure
+from connector.refetch import RecordFetcher, fetcher_config
 from connector.sandbox.server import DEFAULT_API_KEY, DEFAULT_SECRET_KEY
+from connector.telemetry import Health, Metrics
 
 API_KEY = DEFAULT_API_KEY  # re-exported for the tests
 SECRET_KEY = DEFAULT_SECRET_KEY
@@ -317,3 +324,29 @@ class ConnectorProcess:
             return None
 
         return int(wait_until(find, timeout, "the metrics address in the log"))
+
+
+class DeadLetterParts(NamedTuple):
+    """The loop's dead-letter side for `tests/integration/test_*_letters.py`."""
+
+    registry: CollectorRegistry
+    metrics: Metrics
+    dead_letters: DeadLetters
+    bad: BadRecords
+    letters: JobLetters
+
+
+def dead_letter_parts(bootstrap: str, topic: str, dlq: str) -> DeadLetterParts:
+    """A real dead-letter producer to `dlq`, `BadRecords` and `JobLetters` with a real
+    record fetcher (1 s a pass, 2 passes), built from a config reading `topic`."""
+    config = connector_config(bootstrap, "http://127.0.0.1:9", topic, unique("letters"),
+                              dead_letter={"topic": dlq})
+    settings = parse(yaml.safe_dump(config),
+                     env={"GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY})
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    dead_letters = DeadLetters(settings)
+    bad = BadRecords(settings, metrics, Health(60.0), dead_letters)
+    letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
+                         dead_letter_job_failure(bad, metrics))
+    return DeadLetterParts(registry, metrics, dead_letters, bad, letters)

@@ -7,33 +7,11 @@ from __future__ import annotations
 import threading
 
 import orjson
-import yaml
-from prometheus_client import CollectorRegistry
 
-from connector.badrecords import BadRecords
-from connector.config import Settings, parse
-from connector.deadletter import DeadLetters
-from connector.job_letters import JobLetters, dead_letter_job_failure
 from connector.jobs import EventRef
 from connector.localbroker import LocalBroker
-from connector.refetch import TIMED_OUT, RecordFetcher, fetcher_config
-from connector.telemetry import Health, Metrics
-from tests.support import (
-    API_KEY,
-    SECRET_KEY,
-    connector_config,
-    produce,
-    read_all,
-    unique,
-    wait_until,
-)
-
-
-def _settings(broker: LocalBroker, topic: str, dlq: str) -> Settings:
-    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, unique("jl"),
-                              dead_letter={"topic": dlq})
-    return parse(yaml.safe_dump(config),
-                 env={"GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY})
+from connector.refetch import TIMED_OUT
+from tests.support import dead_letter_parts, produce, read_all, unique, wait_until
 
 
 def test_failed_job_items_reach_the_dead_letters_with_their_bytes_or_as_references(
@@ -44,13 +22,8 @@ def test_failed_job_items_reach_the_dead_letters_with_their_bytes_or_as_referenc
     produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
             key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
             partition=lambda i: 0)
-    settings = _settings(broker, topic, dlq)
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    dead_letters = DeadLetters(settings)
-    bad = BadRecords(settings, metrics, Health(60.0), dead_letters)
-    letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
-                         dead_letter_job_failure(bad, metrics))
+    registry, _metrics, dead_letters, bad, letters = dead_letter_parts(
+        broker.bootstrap, topic, dlq)
     error = {"code": 3000, "type": "Payload Error", "message": "bad metadata"}
     # Reported from the tracker's threads, as the tracker does.
     reports = [EventRef(topic, 0, 1, "c1", "place_order"),

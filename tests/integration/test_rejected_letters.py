@@ -8,40 +8,18 @@ does the commit pass it."""
 from __future__ import annotations
 
 import orjson
-import yaml
-from prometheus_client import CollectorRegistry
 
-from connector.badrecords import BadRecords
-from connector.config import Settings, parse
 from connector.core import CoreSettings, DeliveryCore, Run
-from connector.deadletter import DeadLetters
 from connector.event_json import item_json
 from connector.failures import Failures
 from connector.gameball import Answer
 from connector.ingest import acker
-from connector.job_letters import JobLetters, dead_letter_job_failure
 from connector.localbroker import LocalBroker
-from connector.refetch import TIMED_OUT, RecordFetcher, fetcher_config
-from connector.telemetry import Health, Metrics
-from tests.support import (
-    API_KEY,
-    SECRET_KEY,
-    connector_config,
-    produce,
-    read_all,
-    unique,
-    wait_until,
-)
+from connector.refetch import TIMED_OUT
+from tests.support import dead_letter_parts, produce, read_all, unique, wait_until
 
 REJECTED = Answer(412, {"code": 2000, "type": "Request Error", "message": "bad customer"},
                   request_id="r-1")
-
-
-def _settings(broker: LocalBroker, topic: str, dlq: str) -> Settings:
-    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, unique("rl"),
-                              dead_letter={"topic": dlq})
-    return parse(yaml.safe_dump(config),
-                 env={"GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY})
 
 
 def test_rejected_events_are_copied_with_their_records_read_again(
@@ -52,13 +30,8 @@ def test_rejected_events_are_copied_with_their_records_read_again(
     produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
             key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
             partition=lambda i: 0)
-    settings = _settings(broker, topic, dlq)
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    dead_letters = DeadLetters(settings)
-    bad = BadRecords(settings, metrics, Health(60.0), dead_letters)
-    letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
-                         dead_letter_job_failure(bad, metrics))
+    registry, metrics, dead_letters, bad, letters = dead_letter_parts(
+        broker.bootstrap, topic, dlq)
     failures = Failures(bad, metrics, letters)
     # Offsets 0 and 1 were read; 77 stands for a record the log no longer has.
     core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
@@ -114,12 +87,8 @@ def test_a_rejected_event_of_a_revoked_partition_is_acked_without_a_copy(
     topic, dlq = unique("orders"), unique("dlq")
     broker.create_topics([topic, dlq], partitions=1)
     produce(broker.bootstrap, topic, [b'{"n": 0}'], partition=lambda i: 0)
-    settings = _settings(broker, topic, dlq)
-    metrics = Metrics(CollectorRegistry())
-    dead_letters = DeadLetters(settings)
-    bad = BadRecords(settings, metrics, Health(60.0), dead_letters)
-    letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
-                         dead_letter_job_failure(bad, metrics))
+    _registry, metrics, dead_letters, bad, letters = dead_letter_parts(
+        broker.bootstrap, topic, dlq)
     failures = Failures(bad, metrics, letters)
     core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
     core.ingest([Run(topic, 0, [(0, "c0", "place_order",

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import KafkaError
 
 from connector.badrecords import BadRecords
@@ -68,8 +67,6 @@ class Ingest:
         skips: list[int] = []
         failed: list[int] = []
         map_one: Any = None
-        # `item_json`, inlined: the one call per event on this path
-        copy, view, dumps = bytes, memoryview, orjson.dumps
         halted = self._bad.halted
         held: int | None = None
         for msg in msgs:
@@ -107,9 +104,8 @@ class Ingest:
                 if kind is Event:  # one event of a route on closures, not yet encoded
                     stamp, ts = msg.timestamp()
                     cid, name = out.customer_id, out.name
-                    keep((offset, cid, name, copy(view(dumps(
-                        {"customerId": cid, "events": {name: out.metadata}}))),
-                        ts if stamp else -1))
+                    keep((offset, cid, name, item_json(cid, name, out.metadata),
+                          ts if stamp else -1))
                     continue
                 if kind is list:  # all of a record's events, or none of them
                     stamp, ts = msg.timestamp()

@@ -350,3 +350,14 @@ def dead_letter_parts(bootstrap: str, topic: str, dlq: str) -> DeadLetterParts:
     letters = JobLetters(RecordFetcher(fetcher_config(settings), timeout=1.0, tries=2),
                          dead_letter_job_failure(bad, metrics))
     return DeadLetterParts(registry, metrics, dead_letters, bad, letters)
+
+
+def three_records(broker: Any) -> tuple[str, str]:
+    """A fresh one-partition topic holding `{"n": 0..2}` (keys `k0..k2`, a `src: shop`
+    header) and a fresh dead-letter topic; returns (topic, dead-letter topic)."""
+    topic, dlq = unique("orders"), unique("dlq")
+    broker.create_topics([topic, dlq], partitions=1)
+    produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
+            key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
+            partition=lambda i: 0)
+    return topic, dlq

@@ -11,17 +11,18 @@ import orjson
 from connector.jobs import EventRef
 from connector.localbroker import LocalBroker
 from connector.refetch import TIMED_OUT
-from tests.support import dead_letter_parts, produce, read_all, unique, wait_until
+from tests.support import (
+    dead_letter_parts,
+    read_all,
+    three_records,
+    wait_until,
+)
 
 
 def test_failed_job_items_reach_the_dead_letters_with_their_bytes_or_as_references(
     broker: LocalBroker,
 ) -> None:
-    topic, dlq = unique("orders"), unique("dlq")
-    broker.create_topics([topic, dlq], partitions=1)
-    produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
-            key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
-            partition=lambda i: 0)
+    topic, dlq = three_records(broker)
     registry, _metrics, dead_letters, bad, letters = dead_letter_parts(
         broker.bootstrap, topic, dlq)
     error = {"code": 3000, "type": "Payload Error", "message": "bad metadata"}

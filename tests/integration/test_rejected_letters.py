@@ -16,7 +16,14 @@ from connector.gameball import Answer
 from connector.ingest import acker
 from connector.localbroker import LocalBroker
 from connector.refetch import TIMED_OUT
-from tests.support import dead_letter_parts, produce, read_all, unique, wait_until
+from tests.support import (
+    dead_letter_parts,
+    produce,
+    read_all,
+    three_records,
+    unique,
+    wait_until,
+)
 
 REJECTED = Answer(412, {"code": 2000, "type": "Request Error", "message": "bad customer"},
                   request_id="r-1")
@@ -25,11 +32,7 @@ REJECTED = Answer(412, {"code": 2000, "type": "Request Error", "message": "bad c
 def test_rejected_events_are_copied_with_their_records_read_again(
     broker: LocalBroker,
 ) -> None:
-    topic, dlq = unique("orders"), unique("dlq")
-    broker.create_topics([topic, dlq], partitions=1)
-    produce(broker.bootstrap, topic, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}'],
-            key=lambda i: f"k{i}".encode(), headers=lambda i: [("src", b"shop")],
-            partition=lambda i: 0)
+    topic, dlq = three_records(broker)
     registry, metrics, dead_letters, bad, letters = dead_letter_parts(
         broker.bootstrap, topic, dlq)
     failures = Failures(bad, metrics, letters)

@@ -13,11 +13,17 @@ this to `orjson.dumps` of the same items (tests/unit/test_event_json.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from connector.core import Item
+
+class Item(Protocol):
+    """A `connector.core.Item` as read here (not imported: the mapping's generated code
+    calls `item_json`, and the mapping may not import the delivery core)."""
+
+    customer_id: str
+    entries: list[Any]  # (segment, row) entries; a row's payload (row[3]) is its bytes
 
 _HEAD = b'{"customerId":'
 _EVENTS = b',"events":{'

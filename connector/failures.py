@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import orjson
-
 from connector.badrecords import BadRecords
 from connector.core import Letter
-from connector.deadletter import REPLACED, error_headers
+from connector.deadletter import error_headers
 from connector.event_json import event_metadata
 from connector.gameball import Action, Answer, classify
-from connector.job_letters import UNAVAILABLE, JobLetters
-from connector.jobitems import CLOSED
+from connector.job_letters import JobLetters, reference_record, unavailable_headers
+from connector.jobitems import CLOSED, EventRef
 from connector.logs import RateLimitedLog
 from connector.records import RecordError, RecordLike, SourceRecord
 from connector.telemetry import Metrics
@@ -77,8 +75,7 @@ class Failures:
                               "not be re-read; dead-lettered as a reference (docs/delivery.md)",
                               topic=letter.topic, partition=letter.partition,
                               offset=letter.offset, reason=reason)
-                self._write(letter, _reference(letter), done,
-                            [(REPLACED, b"unavailable"), (UNAVAILABLE, str(reason).encode())])
+                self._write(letter, _reference(letter), done, unavailable_headers(str(reason)))
 
         self._letters.reread((letter.topic, letter.partition, letter.offset), reread)
 
@@ -119,9 +116,7 @@ def _where(letter: Letter) -> SourceRecord:
 def _reference(letter: Letter) -> SourceRecord:
     """Stands in for a rejected event's record that could not be re-read: where it was
     and the event as it was sent (the row's payload: connector/event_json.py)."""
-    value = orjson.dumps({"topic": letter.topic, "partition": letter.partition,
-                          "offset": letter.offset, "customerId": letter.customer_id,
-                          "event": letter.name,
-                          "metadata": event_metadata(letter.payload, str(letter.name))})
-    return SourceRecord(letter.topic, value, partition_=letter.partition,
-                        offset_=letter.offset)
+    name = str(letter.name)
+    ref = EventRef(letter.topic, letter.partition, letter.offset, str(letter.customer_id),
+                   name)
+    return reference_record(ref, metadata=event_metadata(letter.payload, name))

@@ -156,12 +156,18 @@ class JobLetters:
         return len(answers)
 
 
-def reference_record(ref: EventRef) -> SourceRecord:
-    """Stands in for a record that could not be re-read: where it was and what it was."""
+def reference_record(ref: EventRef, **more: Any) -> SourceRecord:
+    """Stands in for a record that could not be re-read: where it was and what it was
+    (`more`: what else is known of it, e.g. a rejected event's metadata)."""
     value = orjson.dumps({"topic": ref.topic, "partition": ref.partition,
                           "offset": ref.offset, "customerId": ref.customer_id,
-                          "event": ref.name})
+                          "event": ref.name, **more})
     return SourceRecord(ref.topic, value, partition_=ref.partition, offset_=ref.offset)
+
+
+def unavailable_headers(reason: str) -> list[tuple[str, bytes]]:
+    """The headers that mark a reference copy, before the copy's own."""
+    return [(REPLACED, b"unavailable"), (UNAVAILABLE, reason.encode())]
 
 
 def job_failed_headers(record: RecordLike, ref: EventRef, job_id: JobId,
@@ -192,8 +198,7 @@ def dead_letter_job_failure(bad: BadRecords, metrics: Metrics) -> Write:
                    topic=ref.topic, partition=ref.partition, offset=ref.offset,
                    customer_id=ref.customer_id, job_id=job_id, reason=why)
         stand_in = reference_record(ref)
-        headers = [(REPLACED, b"unavailable"), (UNAVAILABLE, why.encode()),
-                   *job_failed_headers(stand_in, ref, job_id, error)]
+        headers = [*unavailable_headers(why), *job_failed_headers(stand_in, ref, job_id, error)]
         bad.handle(stand_in, headers, _nothing, committed=True)
 
     return write

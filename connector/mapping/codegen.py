@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from connector.event_json import item_json
 from connector.mapping.coercion import scalar_text
 from connector.mapping.envelope import LOOKUP_ERRORS
 from connector.mapping.paths import plain_path
@@ -33,8 +32,8 @@ def generated_apply(route: Route) -> Generated | None:
     """`route.apply` as one generated function, and `route.apply_row`, its twin for the
     pipeline, or None when the route has another shape. `apply_row` returns the core row
     itself, `(offset, customer_id, name, item JSON, timestamp ms or -1)`, its event
-    encoded as connector/event_json.py's `item_json` does (an `EncodeError` when it has
-    no JSON form): no `Event` and no metadata dict outlive the call."""
+    encoded by connector/event_json.py's `item_json` (an `EncodeError` when it has no
+    JSON form): no `Event` and no metadata dict outlive the call."""
     s = route.settings
     if s.event is None or route.plain is None or route.check_json:
         return None
@@ -110,8 +109,7 @@ def generated_apply(route: Route) -> Generated | None:
     event = [f"        return Event(cid, {s.event!r}, {{{body}}}, record)"]
     row = [
         "        try:",
-        "            payload = _copy(_view(_dumps({'customerId': cid, 'events': "
-        f"{{{s.event!r}: {{{body}}}}}}})))",
+        f"            payload = _item_json(cid, {s.event!r}, {{{body}}})",
         "        except _ENCODE_ERRORS as exc:",
         '            return EncodeError("unencodable", str(exc))',
         "        stamp, ts = record.timestamp()",
@@ -122,9 +120,7 @@ def generated_apply(route: Route) -> Generated | None:
     namespace: dict[str, Any] = {
         "_LOOKUP_ERRORS": LOOKUP_ERRORS,
         "_ENCODE_ERRORS": (TypeError, ValueError),  # orjson.JSONEncodeError is a TypeError
-        "_copy": bytes,  # orjson's result keeps a 4 KB buffer: the row keeps a copy
-        "_view": memoryview,
-        "_dumps": orjson.dumps,
+        "_item_json": item_json,  # the request item's one definition
         "Event": Event,
         "EncodeError": EncodeError,
         "RecordError": RecordError,

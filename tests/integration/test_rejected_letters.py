@@ -7,16 +7,30 @@ does the commit pass it."""
 
 from __future__ import annotations
 
-import orjson
+import time
 
+import orjson
+import yaml
+from prometheus_client import CollectorRegistry
+
+from connector.config import parse
 from connector.core import CoreSettings, DeliveryCore, Run
+from connector.deadletter import DeadLetters
 from connector.event_json import item_json
+from connector.factory import build_pipeline
 from connector.failures import Failures
-from connector.gameball import Answer
+from connector.gameball import Answer, GameballClient
 from connector.ingest import acker
 from connector.localbroker import LocalBroker
+from connector.mapping import Mapper
+from connector.records import SourceRecord
 from connector.refetch import TIMED_OUT
+from connector.sender import Delivery
+from connector.telemetry import Health, Metrics
 from tests.support import (
+    API_KEY,
+    SECRET_KEY,
+    connector_config,
     dead_letter_parts,
     produce,
     read_all,
@@ -111,3 +125,39 @@ def test_a_rejected_event_of_a_revoked_partition_is_acked_without_a_copy(
     assert dead_letters.pending == 0
     letters.close(1.0)
     assert read_all(broker.bootstrap, dlq, quiet=2.0) == []
+
+
+def test_a_revoke_drain_copies_rejected_events_before_it_gives_the_partition_up(
+    broker: LocalBroker,
+) -> None:
+    """The pipeline's revoke drain (`Pipeline.drain_revoked`) waits for rejected events'
+    records to be re-read and their copies acknowledged, so the partition leaves with
+    nothing undone; the copies hold the records as they were written."""
+    topic, dlq = unique("orders"), unique("dlq")
+    broker.create_topics([topic, dlq], partitions=1)
+    values = [orjson.dumps({"type": "order_placed", "id": f"o-{i}", "customer": {"id": f"c{i}"},
+                            "total": {"amount": i}}) for i in range(3)]
+    produce(broker.bootstrap, topic, values, partition=lambda i: 0)
+    config = connector_config(broker.bootstrap, "http://127.0.0.1:9", topic, unique("g"),
+                              dead_letter={"topic": dlq}, shutdown={"drain_seconds": 30})
+    settings = parse(yaml.safe_dump(config),
+                     env={"GAMEBALL_API_KEY": API_KEY, "GAMEBALL_SECRET_KEY": SECRET_KEY})
+    registry = CollectorRegistry()
+    pipeline = build_pipeline(settings, Mapper(settings.mappings),
+                              GameballClient(settings.gameball, 2), Metrics(registry),
+                              Health(60.0), DeadLetters(settings))
+    pipeline.rebalance.on_assign([(topic, 0)])
+    pipeline.ingest([SourceRecord(topic, v, offset_=i) for i, v in enumerate(values)])
+    batch = pipeline.core.next_batch(time.monotonic() + 60, force=True)
+    assert batch is not None and batch.events == 3
+    bad = [item for item in batch.items if item.customer_id != "c1"]
+    pipeline.completed(Delivery(batch, accepted=[([i for i in batch.items if i not in bad],
+                                                  None)],
+                                rejected=[(item, REJECTED) for item in bad]))
+    assert pipeline.core.undone([(topic, 0)]) == 2
+    assert pipeline.drain_revoked([(topic, 0)])  # within drain_seconds
+    assert pipeline.core.undone([(topic, 0)]) == 0
+    copies = read_all(broker.bootstrap, dlq, quiet=2.0)
+    assert sorted(m.value() for m in copies) == [values[0], values[2]]
+    assert registry.get_sample_value("gameball_connector_dead_letter_records_total",
+                                     {"topic": topic, "reason": "rejected"}) == 2

@@ -169,11 +169,13 @@ def item_body(item: Item) -> dict[str, Any]:
             "events": {row[2]: row[3].metadata for _seg, row in entries}}
 
 
-def encode_request(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+def encode_request(items: Sequence[Item], batch_endpoint: bool = True,
+                   payloads: Sequence[Any] | None = None) -> bytes:
     """A request body in one `orjson.dumps`: `{"body": [items]}` for Send Events Batch
     Job, else the one item (Send Events). The sender calls it once per request (again
-    only for the halves of a split or bisected batch); TypeError/ValueError when an
-    event's metadata has no JSON form."""
+    only for the halves of a split or bisected batch); `payloads` (the items' events as
+    the cut noted them) are not needed here. TypeError/ValueError when an event's
+    metadata has no JSON form."""
     if not batch_endpoint:
         (item,) = items
         return orjson.dumps(item_body(item))

@@ -87,8 +87,7 @@ class Ingest:
                 last_topic, last_partition = topic, partition
                 held = halted.get((topic, partition)) if halted else None
             run += 1
-            offset = msg.offset()
-            if held is not None and offset > held:
+            if held is not None and msg.offset() > held:
                 continue  # fetched before its partition was held at a bad record
             try:
                 out = map_one(msg)
@@ -100,6 +99,7 @@ class Ingest:
             if kind is tuple:  # the common case: a generated route's row, encoded
                 keep(out)
                 continue
+            offset = msg.offset()  # a row has its own: asked only for the other outcomes
             try:
                 if kind is Event:  # one event of a route on closures, not yet encoded
                     stamp, ts = msg.timestamp()

@@ -38,7 +38,8 @@ from connector.ratelimit import RateLimiter
 from connector.records import EncodeError, RecordError
 
 # items, batch endpoint -> request body; TypeError/ValueError when an event has no JSON form
-Encode = Callable[[Sequence[Item], bool], bytes]
+# (items, batch endpoint?, the items' payloads as the cut noted them or None) -> body
+Encode = Callable[[Sequence[Item], bool, Any], bytes]
 
 
 class SenderHooks(Protocol):
@@ -136,12 +137,21 @@ class Sender:
             multiplier=retry.initial_backoff_ms / 1000, max=retry.max_backoff_ms / 1000
         )
 
-    def deliver(self, batch: Batch) -> Delivery:
-        """Send the core `batch` until every event is accepted, rejected or abandoned (on
-        stop), or failed (unencodable, or a defect of the sender: never raised)."""
+    def body(self, batch: Batch) -> bytes | None:
+        """The request body of `batch`, for `deliver`; None when some event has no JSON
+        form (`deliver` then finds which). Called by `Senders.submit` on the loop thread."""
+        try:
+            return self._encode_items(batch.items, self._batch_endpoint, batch.payloads)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            return None
+
+    def deliver(self, batch: Batch, body: bytes | None = None) -> Delivery:
+        """Send the core `batch` (`body`: its items already encoded) until every event is
+        accepted, rejected or abandoned (on stop), or failed (unencodable, or a defect of
+        the sender: never raised)."""
         result = Delivery(batch)
         try:
-            self._deliver(batch.items, result)
+            self._deliver(batch.items, result, body)
         except Exception as exc:  # a defect, not the data: the thread must not end the run
             decided = {id(row) for item in _decided(result) for _seg, row in item.entries}
             err = SenderFailed("sender_failed", f"{type(exc).__name__}: {exc}")
@@ -153,16 +163,17 @@ class Sender:
         return result
 
     def _encode(self, items: Sequence[Item]) -> bytes:
-        return self._encode_items(items, self._batch_endpoint)
+        return self._encode_items(items, self._batch_endpoint, None)
 
-    def _deliver(self, items: list[Item], result: Delivery) -> None:
-        try:
-            body = self._encode(items)  # once per request: halves are encoded anew
-        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
-            items = self._encodable(items, result)
-            if not items:
-                return
-            body = self._encode(items)
+    def _deliver(self, items: list[Item], result: Delivery, body: bytes | None = None) -> None:
+        if body is None:
+            try:
+                body = self._encode(items)  # once per request: halves are encoded anew
+            except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+                items = self._encodable(items, result)
+                if not items:
+                    return
+                body = self._encode(items)
         if len(body) > self._max_bytes and len(items) > 1:
             # the window counts items only; the byte limit is kept here, where it is exact
             mid = len(items) // 2

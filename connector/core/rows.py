@@ -113,11 +113,15 @@ def encode_items(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
 class Batch:
     """Items of one request and how many events of each segment they hold."""
 
-    __slots__ = ("_customers", "counts", "events", "items", "oldest_ms")
+    __slots__ = ("_customers", "counts", "events", "items", "oldest_ms", "payloads")
 
     def __init__(self, items: list[Item], counts: dict[Segment, int], events: int,
-                 customers: list[str], oldest_ms: int | None) -> None:
+                 customers: list[str], oldest_ms: int | None,
+                 payloads: list[Any] | None = None) -> None:
         self.items = items
+        # each item's payload when every item holds one event, else None: the shell's
+        # encoder joins a body from them without walking the items again
+        self.payloads = payloads
         self.counts = counts  # segment -> events of it in this batch: the ack is per segment
         self.events = events
         self._customers = customers  # each customer once, noted by the cut

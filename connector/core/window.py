@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from connector.core.rows import Batch, Entry, Item, Row, Segment
 
@@ -49,10 +50,14 @@ class CustomerWindow:
         """Take up to `max_items` items / `max_events` events, oldest customers first;
         with `only`, just that segment's events at the head of their customer's queue.
         What the completion needs of the batch (its customers, its oldest record stamp)
-        is noted here, while the entries are in cache, not walked again later. An empty
-        batch when nothing could be taken."""
+        and what its request body is made of (each item's payload) are noted here, while
+        the entries are in cache, not walked again later. An empty batch when nothing
+        could be taken."""
         items: list[Item] = []
         append = items.append
+        payloads: list[Any] = []  # each item's one payload, while no item holds several
+        keep_payload = payloads.append
+        several = False
         segs: list[Segment] = []  # one per event taken, counted once at the end (in C)
         keep_seg = segs.append
         stamps: list[int] = []  # one per event taken; the oldest found once at the end
@@ -74,6 +79,7 @@ class CustomerWindow:
                 keep_seg(seg)
                 keep_ts(row[4])
                 append(Item(cid, queue))
+                keep_payload(row[3])
                 busy.add(cid)
                 keep_cid(cid)
                 emptied.append(cid)
@@ -99,6 +105,10 @@ class CustomerWindow:
                 keep_ts(entry[1][4])
             for entries in mine:
                 append(Item(cid, entries))
+                if len(entries) == 1:
+                    keep_payload(entries[0][1][3])
+                else:
+                    several = True
             taken += used
             del queue[:used]
             busy.add(cid)
@@ -116,7 +126,8 @@ class CustomerWindow:
         if oldest is not None and oldest < 0:  # records without a timestamp (-1)
             stamped = [ts for ts in stamps if ts >= 0]
             oldest = min(stamped) if stamped else None
-        return Batch(items, dict(Counter(segs)), taken, customers, oldest)
+        return Batch(items, dict(Counter(segs)), taken, customers, oldest,
+                     None if several else payloads)
 
     def release(self, customers: list[str]) -> int:
         """The batch holding `customers` ended; returns how many events became ready."""

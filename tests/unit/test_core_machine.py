@@ -299,6 +299,11 @@ class CoreMachine(RuleBasedStateMachine):
                     name = self.events[e].name
                     assert sum(1 for x in ids if x < e and self.events[x].name == name) == j
         assert batch.events == sum(len(i.entries) for i in batch.items)
+        # what a request body is joined from: each item's one payload, in item order
+        if all(len(i.entries) == 1 for i in batch.items):
+            assert batch.payloads == [i.entries[0][1][3] for i in batch.items]
+        else:
+            assert batch.payloads is None
         self.in_flight.append(batch)
 
     def complete_all(self) -> None:

@@ -100,7 +100,7 @@ def make(
     retry: RetrySettings = FAST,
     limiter: RateLimiter | None = None,
     stop: threading.Event | None = None,
-    encode: Callable[[Sequence[Item], bool], bytes] = encode_request,
+    encode: Callable[[Sequence[Item], bool, Any], bytes] = encode_request,
 ) -> tuple[Sender, ScriptedClient, Hooks]:
     client = ScriptedClient(script)
     hooks = Hooks()
@@ -355,7 +355,8 @@ def test_a_body_is_encoded_once_per_request_not_per_attempt() -> None:
     """Retries send the same bytes again; only the halves of a bisected batch are new."""
     encoded: list[int] = []
 
-    def counting(items: Sequence[Item], batch_endpoint: bool = True) -> bytes:
+    def counting(items: Sequence[Item], batch_endpoint: bool = True,
+                 payloads: Any = None) -> bytes:
         encoded.append(len(items))
         return encode_request(items, batch_endpoint)
 

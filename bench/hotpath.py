@@ -4,7 +4,7 @@ Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pip
 with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
 one partition (as `consume` returns them), and for every consumed batch of 1,000 does
 what the loop thread does: `ingest` (decode, map, encode each event, core), `next_batch`,
-`encode_items` (a sender thread's share: one body per request, joined) and `completed`
+`encode_items` (one body per request, joined from the payloads the cut noted, as `Senders.submit` does) and `completed`
 (acks, offsets). Prints the CPU (time.process_time) per event, best of K runs.
 
 The figure isolates the Python the connector adds per event from what a real run adds
@@ -74,7 +74,7 @@ def once(recs: list[SourceRecord], overrides: list[tuple[list[str], Any]]) -> fl
             pipeline.ingest(recs[i:i + CONSUME_BATCH])
             force = i + CONSUME_BATCH >= len(recs)
             while (batch := core.next_batch(time.monotonic(), force)) is not None:
-                encode_items(batch.items)
+                encode_items(batch.items, True, batch.payloads)
                 pipeline.completed(Delivery(batch, accepted=[(batch.items, None)]))
                 events += batch.events
                 for t, p, o in core.commits():  # the broker confirms at once here

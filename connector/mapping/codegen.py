@@ -5,9 +5,10 @@ paths for customer_id and metadata (no envelope, no options). Written out as Pyt
 source (as dataclasses writes `__init__`) it makes no call per expression, which halves
 the per-record cost of such a route against the closures (measured: docs/mapping.md).
 Names and keys enter the source only through repr(), so config text cannot become code.
-Its twin `apply_row` is what the pipeline calls: the same lookups, ending in the core row
-with the event already encoded (`Mapper.for_topic`). Called by `Route` when it is
-compiled; None for any other shape.
+Its twin `map_row` (made per topic by `make_map_row`, given the topic's decoder) is what
+the pipeline calls per record: the decode and the same lookups in one function, ending
+in the core row with the event already encoded (`Mapper.for_topic`). Called by `Route`
+when it is compiled; None for any other shape.
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ if TYPE_CHECKING:
     from connector.mapping.routes import Route
 
 
-Generated = tuple[Callable[[Any, RecordLike], Any], Callable[[Any, RecordLike], Any]]
+# make_map_row(decode, failed, unmatched, tombstone) -> map_row(record)
+MakeMapRow = Callable[[Any, Any, Any, Any], Callable[[RecordLike], Any]]
+Generated = tuple[Callable[[Any, RecordLike], Any], MakeMapRow]
 
 
 def generated_apply(route: Route) -> Generated | None:
-    """`route.apply` as one generated function, and `route.apply_row`, its twin for the
-    pipeline, or None when the route has another shape. `apply_row` returns the core row
-    itself, `(offset, customer_id, name, item JSON, timestamp ms or -1)`, its event
-    encoded by connector/event_json.py's `item_json` (an `EncodeError` when it has no
-    JSON form): no `Event` and no metadata dict outlive the call."""
+    """`route.apply` as one generated function, and `route.make_map_row`, which makes its
+    twin for the pipeline, or None when the route has another shape. The twin,
+    `map_row(record)`, decodes the record's value with the topic's `decode` and returns
+    the core row itself, `(offset, customer_id, name, item JSON, timestamp ms or -1)`,
+    its event encoded by connector/event_json.py's `item_json` (an `EncodeError` when it
+    has no JSON form): no `Event` and no metadata dict outlive the call. What `decode`
+    raises goes to `failed(raw, exc)`, a `when` that says no to `unmatched()`, a
+    tombstone is `tombstone`."""
     s = route.settings
     if s.event is None or route.plain is None or route.check_json:
         return None
@@ -115,8 +121,22 @@ def generated_apply(route: Route) -> Generated | None:
         "        stamp, ts = record.timestamp()",
         f"        return (record.offset(), cid, {s.event!r}, payload, ts if stamp else -1)",
     ]
+    def nested(block: list[str]) -> list[str]:
+        return ["    " + line for line in block]
+
+    unmatched = [line.replace("return None", "return _unmatched()") for line in lines]
     source = ["def apply(value, record):", *lines, *event, *caught,
-              "def apply_row(value, record):", *lines, *row, *caught]
+              "def make_map_row(_decode, _failed, _unmatched, _tombstone):",
+              "    def map_row(record):",
+              "        data = record.value()",
+              "        if data is None:",
+              "            return _tombstone",
+              "        try:",
+              "            value = _decode(data)",
+              "        except Exception as exc:",
+              "            return _failed(data, exc)",
+              *nested(unmatched), *nested(row), *nested(caught),
+              "    return map_row"]
     namespace: dict[str, Any] = {
         "_LOOKUP_ERRORS": LOOKUP_ERRORS,
         "_ENCODE_ERRORS": (TypeError, ValueError),  # orjson.JSONEncodeError is a TypeError
@@ -130,4 +150,4 @@ def generated_apply(route: Route) -> Generated | None:
         "route": route.name,
     }
     exec(compile("\n".join(source), f"<route {route.name}>", "exec"), namespace)
-    return namespace["apply"], namespace["apply_row"]
+    return namespace["apply"], namespace["make_map_row"]

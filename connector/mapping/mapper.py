@@ -85,14 +85,12 @@ class Plan:
         return err
 
 
-def one_route(plan: Plan, topic: str | None, rows: bool = False) -> Callable[[RecordLike], Any]:
+def one_route(plan: Plan, topic: str | None) -> Callable[[RecordLike], Any]:
     """`map` for a topic with one route and one decoder, except that a single event comes
-    back bare, not in a list: the pipeline calls it per record (`Mapper.for_topic`).
-    `rows`: the event comes back as the core row instead (the route's `apply_row`)."""
+    back bare, not in a list: the pipeline calls it per record (`Mapper.for_topic`)."""
     decode = plan.single
     assert decode is not None and len(plan.routes) == 1
-    route = plan.routes[0]
-    apply = route.apply_row if rows and route.apply_row is not None else route.apply
+    apply = plan.routes[0].apply
     unmatched = plan.unmatched_result
     failed = plan.failed_decode
 
@@ -109,9 +107,19 @@ def one_route(plan: Plan, topic: str | None, rows: bool = False) -> Callable[[Re
             return unmatched(topic)
         if out is FILTERED:
             return SKIP_FILTERED
-        return out  # an Event (a row with `rows`) or a RecordError
+        return out  # an Event or a RecordError
 
     return map_one
+
+
+def one_route_rows(plan: Plan, topic: str | None) -> Callable[[RecordLike], Any] | None:
+    """`one_route` for the pipeline when the route is generated code: the core row
+    instead of the Event, decode and route in one generated function (codegen.py)."""
+    make = plan.routes[0].make_map_row
+    if make is None:
+        return None
+    return make(plan.single, plan.failed_decode, lambda: plan.unmatched_result(topic),
+                SKIP_TOMBSTONE)
 
 
 class Mapper:
@@ -191,8 +199,7 @@ class Mapper:
         plan = Plan(chosen, unmatched)
         if plan.single is not None and len(plan.routes) == 1:
             plan.one = one_route(plan, topic)
-            if plan.routes[0].apply_row is not None:
-                plan.row = one_route(plan, topic, rows=True)
+            plan.row = one_route_rows(plan, topic)
         else:
             run = self._run
 

@@ -16,7 +16,7 @@ import orjson
 
 from connector.decode import Decoder
 from connector.mapping.closures import jp_false
-from connector.mapping.codegen import generated_apply
+from connector.mapping.codegen import MakeMapRow, generated_apply
 from connector.mapping.coercion import coercer, kind, scalar_text, short
 from connector.mapping.envelope import Getter
 from connector.mapping.expressions import compile_expression, may_leave_json
@@ -131,9 +131,9 @@ class Route:
         self.code = "closures" if generated is None else "generated"
         self.apply: Callable[[Any, RecordLike], Any] = (
             generated[0] if generated is not None else self._closure_apply())
-        # The pipeline's twin of a generated `apply`: the core row, its event encoded.
-        self.apply_row: Callable[[Any, RecordLike], Any] | None = (
-            generated[1] if generated is not None else None)
+        # The pipeline's twin of a generated `apply`, made per topic (its decoder): the
+        # record in, the core row out, its event encoded.
+        self.make_map_row: MakeMapRow | None = generated[1] if generated is not None else None
 
     def info(self) -> RouteInfo:
         """How this route was compiled (see RouteInfo)."""

@@ -69,12 +69,12 @@ def core(data: Data, encode: bool, payload: str = "dict") -> Callable[[], int]:
     runs: list[list[Run]] = []
     for chunk in chunks(len(data)):
         out: list[Run] = []
-        rows: list[tuple[int, str, str, Any, int]] = []
+        rows: list[tuple[int, str, str, Any]] = []
         last_p = -1
         for i in chunk:
             p, off, cid, name, meta = data[i]
             if p != last_p and rows:
-                out.append(Run(TOPIC, last_p, rows))
+                out.append(Run(TOPIC, last_p, rows, timestamp_ms=now_ms))
                 rows = []
             last_p = p
             value: Any = meta
@@ -82,9 +82,9 @@ def core(data: Data, encode: bool, payload: str = "dict") -> Callable[[], int]:
                 value = orjson.Fragment(orjson.dumps(meta))
             elif payload == "event":
                 value = Event(cid, name, meta, SourceRecord(TOPIC, None, p, off))
-            rows.append((off, cid, name, value, now_ms))
+            rows.append((off, cid, name, value))
         if rows:
-            out.append(Run(TOPIC, last_p, rows))
+            out.append(Run(TOPIC, last_p, rows, timestamp_ms=now_ms))
         runs.append(out)
 
     def work() -> int:

@@ -115,7 +115,7 @@ def core(args: argparse.Namespace) -> tuple[int, int]:
                     runs.append(Run(TOPIC, last, rows))
                     rows = []
                 last = p
-                rows.append((off, cid, "buy", {}, -1))
+                rows.append((off, cid, "buy", {}))
             runs.append(Run(TOPIC, last, rows))
             c.ingest(runs, now)
         for due, batch in [f for f in flight if f[0] <= now]:

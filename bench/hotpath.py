@@ -4,8 +4,9 @@ Run: `python -m bench.hotpath [--records N] [--repeats K]`. Builds the real `Pip
 with the benchmark's route, feeds it the benchmark's data set as stub records in runs of
 one partition (as `consume` returns them), and for every consumed batch of 1,000 does
 what the loop thread does: `ingest` (decode, map, encode each event, core), `next_batch`,
-`encode_items` (one body per request, joined from the payloads the cut noted, as `Senders.submit` does) and `completed`
-(acks, offsets). Prints the CPU (time.process_time) per event, best of K runs.
+`encode_items` (one body per request, joined from the payloads the cut noted, as
+`Senders.submit` does) and `completed` (acks, offsets). Prints the CPU
+(time.process_time) per event, best of K runs.
 
 The figure isolates the Python the connector adds per event from what a real run adds
 around it (librdkafka, HTTP, job tracking, other threads, other processes on the cores),

@@ -67,6 +67,7 @@ class Ingest:
         skips: list[int] = []
         failed: list[int] = []
         map_one: Any = None
+        stamp_ms = -1  # the run's first record's timestamp: its segments carry it
         halted = self._bad.halted
         held: int | None = None
         for msg in msgs:
@@ -79,7 +80,10 @@ class Ingest:
                 # consumed batches come in runs of one partition: look things up once a run
                 if last_topic is not None:
                     counts[last_topic] = counts.get(last_topic, 0) + run
-                    runs.append(Run(last_topic, last_partition, rows, skips, failed))
+                    runs.append(Run(last_topic, last_partition, rows, skips, failed, stamp_ms))
+                stamp, stamp_ms = msg.timestamp()
+                if not stamp:  # TIMESTAMP_NOT_AVAILABLE
+                    stamp_ms = -1
                 run = 0
                 rows, skips, failed = [], [], []
                 keep = rows.append
@@ -102,16 +106,12 @@ class Ingest:
             offset = msg.offset()  # a row has its own: asked only for the other outcomes
             try:
                 if kind is Event:  # one event of a route on closures, not yet encoded
-                    stamp, ts = msg.timestamp()
                     cid, name = out.customer_id, out.name
-                    keep((offset, cid, name, item_json(cid, name, out.metadata),
-                          ts if stamp else -1))
+                    keep((offset, cid, name, item_json(cid, name, out.metadata)))
                     continue
                 if kind is list:  # all of a record's events, or none of them
-                    stamp, ts = msg.timestamp()
-                    ts = ts if stamp else -1
                     rows.extend([(offset, ev.customer_id, ev.name,
-                                  item_json(ev.customer_id, ev.name, ev.metadata), ts)
+                                  item_json(ev.customer_id, ev.name, ev.metadata))
                                  for ev in out])
                     continue
             except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
@@ -128,7 +128,7 @@ class Ingest:
                 failures[(topic, partition, offset)] = (msg, out)
         if last_topic is not None:
             counts[last_topic] = counts.get(last_topic, 0) + run
-            runs.append(Run(last_topic, last_partition, rows, skips, failed))
+            runs.append(Run(last_topic, last_partition, rows, skips, failed, stamp_ms))
         for letter in self._core.ingest(runs, self._clock()):
             msg, err = failures[(letter.topic, letter.partition, letter.offset)]
             self._failures.record_failed(msg, err, acker(self._core, letter))

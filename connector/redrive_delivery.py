@@ -173,7 +173,7 @@ class Delivering:
                     skipped.append(offset)
                     continue
                 letter.outstanding = len(events)
-                rows.extend((offset, ev.customer_id, ev.name, ev, -1) for ev in events)
+                rows.extend((offset, ev.customer_id, ev.name, ev) for ev in events)
             elif isinstance(result, RecordError):
                 letter.outstanding = 1
                 failed.append(offset)

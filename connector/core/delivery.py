@@ -115,7 +115,8 @@ class DeliveryCore:
             if last < 0:
                 continue
             for first, end, rows, failed in spans(run.rows, run.failed, last, size):
-                seg = self._segment(part, first, end, len(rows) + len(failed))
+                seg = self._segment(part, first, end, len(rows) + len(failed),
+                                    run.timestamp_ms)
                 if failed:
                     letters.extend(Letter(seg, o) for o in failed)
                     self.dead_letters_pending += len(failed)
@@ -126,9 +127,10 @@ class DeliveryCore:
             self._first_at = now
         return letters
 
-    def _segment(self, part: PartitionState, first: int, end: int, events: int) -> Segment:
+    def _segment(self, part: PartitionState, first: int, end: int, events: int,
+                 timestamp_ms: int = -1) -> Segment:
         self._seq += 1
-        seg = Segment(part.topic, part.partition, first, end, events, self._seq)
+        seg = Segment(part.topic, part.partition, first, end, events, self._seq, timestamp_ms)
         part.segments.append(seg)
         return seg
 
@@ -258,8 +260,8 @@ class DeliveryCore:
             skip = {id(row) for i in (*(i for i, _ in rejected), *abandoned)
                     for _seg, row in i.entries}
             for item in batch.items:
-                for _seg, row in item.entries:
-                    ts = row[4]
+                for seg, row in item.entries:
+                    ts = seg.timestamp_ms
                     if 0 <= ts < oldest and not (skip and id(row) in skip):
                         oldest = ts
             if oldest != _NO_TS:

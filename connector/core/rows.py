@@ -1,14 +1,15 @@
 """Plain data of the core: consumed runs, segments, items, batches, dead-letter tickets.
 
 A *row* is one mapped event as the shell hands it in: `(offset, customer_id, name,
-payload, timestamp_ms)`. The core never reads `payload` (a rejected row's comes back in
+payload)`. The core never reads `payload` (a rejected row's comes back in
 its `Letter`); `Item.body`/`encode_items` take it as the event's metadata: a dict, or
 its JSON already encoded wrapped in `orjson.Fragment` (copied into the body as bytes);
 either way one `orjson.dumps` call per request. The pipeline's payload is its event as
 request-item JSON bytes, joined by `connector.event_json.encode_items`; the re-drive's
 is the mapped `Event` (`gameball.encode_request`).
 A *segment* is a slice of one partition's run: the unit acks are counted in and the
-unit commits move by. Nothing here does I/O.
+unit commits move by; it carries the run's record timestamp (the end-to-end latency's
+start), so no event carries its own. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-# (offset, customer_id, event name, metadata dict or orjson.Fragment, timestamp ms or -1)
-Row = tuple[int, str, str, Any, int]
+# (offset, customer_id, event name, payload: the event's metadata or its encoded item)
+Row = tuple[int, str, str, Any]
 
 
 class Run(NamedTuple):
@@ -28,7 +29,8 @@ class Run(NamedTuple):
     `rows` in read order (a record with several events gives several rows with its
     offset); `skipped`: offsets of records that produced no event (done at once);
     `failed`: offsets of records bound for the dead-letter topic (one event each, done
-    when the shell reports the copy acknowledged).
+    when the shell reports the copy acknowledged); `timestamp_ms`: the timestamp of the
+    run's first record (-1: none), which its segments carry for the end-to-end latency.
     """
 
     topic: str
@@ -36,6 +38,7 @@ class Run(NamedTuple):
     rows: Sequence[Row]
     skipped: Sequence[int] = ()
     failed: Sequence[int] = ()
+    timestamp_ms: int = -1
 
 
 class Segment:
@@ -46,10 +49,10 @@ class Segment:
     """
 
     __slots__ = ("accepted", "dropped", "end", "events", "first", "partition", "pending", "seq",
-                 "topic")
+                 "timestamp_ms", "topic")
 
     def __init__(self, topic: str, partition: int, first: int, end: int, events: int,
-                 seq: int = 0) -> None:
+                 seq: int = 0, timestamp_ms: int = -1) -> None:
         self.topic = topic
         self.partition = partition
         self.first = first
@@ -59,6 +62,9 @@ class Segment:
         self.accepted = 0  # accepted by Gameball: what a crash would send again
         self.dropped = False  # its partition was revoked: late acks are ignored
         self.seq = seq  # ingest order across partitions: lower was read earlier
+        # its run's first record timestamp (-1: none): a batch's oldest is the least of its
+        # segments', a record-time latency as precise as one consumed run's time span
+        self.timestamp_ms = timestamp_ms
 
     def __repr__(self) -> str:
         return (f"Segment({self.topic}[{self.partition}]@{self.first}-{self.end}, "
@@ -125,7 +131,7 @@ class Batch:
         self.counts = counts  # segment -> events of it in this batch: the ack is per segment
         self.events = events
         self._customers = customers  # each customer once, noted by the cut
-        self.oldest_ms = oldest_ms  # the oldest record stamp of its events (None: no stamp)
+        self.oldest_ms = oldest_ms  # the oldest stamp of its segments (None: no stamp)
 
     def body(self) -> bytes:
         return encode_items(self.items)

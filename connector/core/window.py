@@ -60,8 +60,6 @@ class CustomerWindow:
         several = False
         segs: list[Segment] = []  # one per event taken, counted once at the end (in C)
         keep_seg = segs.append
-        stamps: list[int] = []  # one per event taken; the oldest found once at the end
-        keep_ts = stamps.append
         customers: list[str] = []
         keep_cid = customers.append
         taken = 0  # events
@@ -77,7 +75,6 @@ class CustomerWindow:
             if len(queue) == 1:  # the common case: the queue becomes the item
                 seg, row = queue[0]
                 keep_seg(seg)
-                keep_ts(row[4])
                 append(Item(cid, queue))
                 keep_payload(row[3])
                 busy.add(cid)
@@ -102,7 +99,6 @@ class CustomerWindow:
                 seen[name] = j + 1
                 used += 1
                 keep_seg(entry[0])
-                keep_ts(entry[1][4])
             for entries in mine:
                 append(Item(cid, entries))
                 if len(entries) == 1:
@@ -122,11 +118,10 @@ class CustomerWindow:
             del queues[cid]
         self.ready -= taken
         self.waiting -= taken
-        oldest: int | None = min(stamps) if stamps else None
-        if oldest is not None and oldest < 0:  # records without a timestamp (-1)
-            stamped = [ts for ts in stamps if ts >= 0]
-            oldest = min(stamped) if stamped else None
-        return Batch(items, dict(Counter(segs)), taken, customers, oldest,
+        counts = dict(Counter(segs))
+        # the oldest stamp of its segments; records without a timestamp have -1
+        oldest = min([s.timestamp_ms for s in counts if s.timestamp_ms >= 0], default=None)
+        return Batch(items, counts, taken, customers, oldest,
                      None if several else payloads)
 
     def release(self, customers: list[str]) -> int:

@@ -35,7 +35,7 @@ def generated_apply(route: Route) -> Generated | None:
     """`route.apply` as one generated function, and `route.make_map_row`, which makes its
     twin for the pipeline, or None when the route has another shape. The twin,
     `map_row(record)`, decodes the record's value with the topic's `decode` and returns
-    the core row itself, `(offset, customer_id, name, item JSON, timestamp ms or -1)`,
+    the core row itself, `(offset, customer_id, name, item JSON)`,
     its event encoded by connector/event_json.py's `item_json` (an `EncodeError` when it
     has no JSON form): no `Event` and no metadata dict outlive the call. What `decode`
     raises goes to `failed(raw, exc)`, a `when` that says no to `unmatched()`, a
@@ -118,8 +118,7 @@ def generated_apply(route: Route) -> Generated | None:
         f"            payload = _item_json(cid, {s.event!r}, {{{body}}})",
         "        except _ENCODE_ERRORS as exc:",
         '            return EncodeError("unencodable", str(exc))',
-        "        stamp, ts = record.timestamp()",
-        f"        return (record.offset(), cid, {s.event!r}, payload, ts if stamp else -1)",
+        f"        return (record.offset(), cid, {s.event!r}, payload)",
     ]
     def nested(block: list[str]) -> list[str]:
         return ["    " + line for line in block]

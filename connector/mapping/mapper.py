@@ -227,7 +227,7 @@ class Mapper:
     def for_topic(self, topic: str | None) -> Callable[[RecordLike], Any]:
         """The pipeline's per-record function for one topic: `map`'s result, except that
         a single event comes back bare (no list per record) on a one-route topic, and as
-        the core row `(offset, customer_id, name, item JSON, timestamp ms or -1)` when
+        the core row `(offset, customer_id, name, item JSON)` when
         that route is generated code (connector/mapping/codegen.py)."""
         plan = self._plans.get(topic) or self._plan(topic)
         found = plan.row or plan.one or plan.many

@@ -63,7 +63,7 @@ def test_rejected_events_are_copied_with_their_records_read_again(
     failures = Failures(bad, metrics, letters)
     # Offsets 0 and 1 were read; 77 stands for a record the log no longer has.
     core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
-    rows = [(off, f"c{off}", "place_order", item_json(f"c{off}", "place_order", {"n": off}), -1)
+    rows = [(off, f"c{off}", "place_order", item_json(f"c{off}", "place_order", {"n": off}))
             for off in (0, 1, 77)]
     core.ingest([Run(topic, 0, rows)], 0.0)
     batch = core.next_batch(0.0, force=True)
@@ -120,7 +120,7 @@ def test_a_rejected_event_of_a_revoked_partition_is_acked_without_a_copy(
     failures = Failures(bad, metrics, letters)
     core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
     core.ingest([Run(topic, 0, [(0, "c0", "place_order",
-                               item_json("c0", "place_order", {"n": 0}), -1)])], 0.0)
+                               item_json("c0", "place_order", {"n": 0}))])], 0.0)
     batch = core.next_batch(0.0, force=True)
     assert batch is not None
     (letter,) = core.complete(batch, 0.0, [(batch.items[0], REJECTED)]).letters

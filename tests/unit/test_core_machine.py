@@ -141,7 +141,7 @@ class CoreMachine(RuleBasedStateMachine):
                     ev = Ev(self.next_id, p, offset, cid, name)
                     self.events[ev.id] = ev
                     self.waiting[cid].append(ev.id)
-                    rows.append((offset, cid, name, {"id": ev.id}, 1000 + offset))
+                    rows.append((offset, cid, name, {"id": ev.id}))
                     self.next_id += 1
             elif kind == 1:
                 failed.append(offset)

@@ -22,8 +22,8 @@ def core(**kw: Any) -> DeliveryCore:
     return c
 
 
-def row(offset: int, cid: str, name: str = "buy", ts: int = -1) -> tuple[int, str, str, Any, int]:
-    return (offset, cid, name, {"o": offset}, ts)
+def row(offset: int, cid: str, name: str = "buy") -> tuple[int, str, str, Any]:
+    return (offset, cid, name, {"o": offset})
 
 
 def sent(batch: Batch) -> list[tuple[str, list[int]]]:
@@ -100,7 +100,7 @@ def test_oldest_customers_go_first() -> None:
 
 def test_rejected_items_become_dead_letter_tickets_and_hold_the_commit_until_acked() -> None:
     c = core(max_items=3)
-    c.ingest([Run(T, 0, [row(0, "a", ts=500), row(1, "b", "visit", ts=400)])], 0.0)
+    c.ingest([Run(T, 0, [row(0, "a"), row(1, "b", "visit")], timestamp_ms=500)], 0.0)
     batch = c.next_batch(0.0, force=True)
     assert batch is not None
     bad = batch.items[1]
@@ -332,10 +332,22 @@ def test_ready_events_leave_out_customers_in_flight_until_their_batch_ends() -> 
     assert third is not None and sent(third) == [("c1", [1])]
 
 
+def test_a_partly_rejected_batch_reports_the_oldest_stamp_of_what_was_accepted() -> None:
+    c = core(max_items=3)
+    c.ingest([Run(T, 0, [row(0, "a")], timestamp_ms=500),
+              Run(T, 1, [row(0, "b")], timestamp_ms=400)], 0.0)
+    batch = c.next_batch(0.0, force=True)
+    assert batch is not None and batch.oldest_ms == 400
+    done = c.complete(batch, 0.0, rejected=[(batch.items[1], "400")])  # b's, the older run
+    assert done.accepted == 1 and done.oldest_ms == 500
+
+
 def test_an_all_accepted_batch_reports_its_oldest_record_stamp_ignoring_unstamped_ones() -> None:
+    """Stamps come per consumed run (its first record's), carried by its segments."""
     c = core(max_items=5)
-    c.ingest([Run(T, 0, [row(0, "a", ts=700), row(1, "b", ts=-1), row(2, "c", ts=300),
-                         row(3, "a", ts=900)])], 0.0)
+    c.ingest([Run(T, 0, [row(0, "a")], timestamp_ms=700), Run(T, 1, [row(1, "b")]),
+              Run(T, 2, [row(2, "c")], timestamp_ms=300),
+              Run(T, 3, [row(3, "a")], timestamp_ms=900)], 0.0)
     batch = c.next_batch(0.0, force=True)
     assert batch is not None
     assert c.complete(batch, 0.0).oldest_ms == 300  # not -1: record 1 has no timestamp

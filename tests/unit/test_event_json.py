@@ -31,7 +31,7 @@ items = st.lists(
 
 
 def build(spec: list[tuple[str, dict[str, Any]]]) -> list[Item]:
-    return [Item(cid, [(SEG, (n, cid, name, item_json(cid, name, md), -1))
+    return [Item(cid, [(SEG, (n, cid, name, item_json(cid, name, md)))
                        for n, (name, md) in enumerate(events.items())])
             for cid, events in spec]
 

@@ -76,11 +76,10 @@ def run(routes: list[dict[str, Any]] | dict[str, Any], record: SourceRecord, **k
     return result
 
 
-def row_of(event: Event, record: SourceRecord) -> tuple[int, str, str, bytes, int]:
+def row_of(event: Event, record: SourceRecord) -> tuple[int, str, str, bytes]:
     """The core row the pipeline expects of `event`: bytes as `item_json` writes them."""
-    stamp, ts = record.timestamp()
     return (record.offset(), event.customer_id, event.name,
-            item_json(event.customer_id, event.name, event.metadata), ts if stamp else -1)
+            item_json(event.customer_id, event.name, event.metadata))
 
 
 # --- routes ---------------------------------------------------------------------------

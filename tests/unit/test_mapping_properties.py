@@ -307,7 +307,7 @@ solo_records = st.builds(
 @given(solo_records)
 def test_a_generated_route_gives_the_pipeline_its_event_as_a_row(record: SourceRecord) -> None:
     """The pipeline's rows (`apply_row`) hold, byte for byte, the event every other build
-    maps the record to, at the record's offset and timestamp."""
+    maps the record to, at the record's offset."""
     hot = FAST.for_topic("w")(record)
     mapped = SLOW.map(record)
     if isinstance(mapped, list):

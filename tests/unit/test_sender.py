@@ -76,7 +76,7 @@ def cut(events: list[tuple[int, str, str]]) -> tuple[DeliveryCore, Batch]:
     """A core fed `(offset, customer, name)` events of partition t[0] (in offset order),
     and the one batch it cuts of them; a row's payload is the `Event`."""
     core = DeliveryCore(CoreSettings(max_items=100, linger_s=0.0, resend_bound=10_000))
-    rows = [(off, cid, name, Event(cid, name, {"n": off}, SourceRecord("t", b"{}", 0, off)), -1)
+    rows = [(off, cid, name, Event(cid, name, {"n": off}, SourceRecord("t", b"{}", 0, off)))
             for off, cid, name in events]
     core.ingest([Run("t", 0, rows)], 0.0)
     batch = core.next_batch(0.0, force=True)

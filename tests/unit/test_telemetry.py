@@ -86,7 +86,7 @@ def one_item(record: SourceRecord) -> list[Item]:
     core = DeliveryCore(CoreSettings(max_items=10, linger_s=0.0))
     ev = Event("c1", "place_order", {}, record)
     core.ingest([Run(record.topic(), record.partition(), [
-        (record.offset(), "c1", "place_order", ev, -1)])], 0.0)
+        (record.offset(), "c1", "place_order", ev)])], 0.0)
     batch = core.next_batch(0.0, force=True)
     assert batch is not None
     return batch.items

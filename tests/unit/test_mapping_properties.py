@@ -63,7 +63,7 @@ ROUTES = [
         "metadata": {"raw": "@", "len": "length(@)"},
     },
     {"name": "plain", "topic": "u", "customer_id": "a.b", "event": "p", "metadata": {"c": "c.d"}},
-    # alone on its topic, generated code: the pipeline takes its rows (`apply_row`)
+    # alone on its topic, generated code: the pipeline takes its rows (`map_row`)
     {"name": "solo", "topic": "w", "customer_id": "customer", "event": "solo",
      "metadata": {"c": "c.d", "n": "n", "deep": "x.y"}},
 ]
@@ -306,7 +306,7 @@ solo_records = st.builds(
 @settings(max_examples=150, deadline=None)
 @given(solo_records)
 def test_a_generated_route_gives_the_pipeline_its_event_as_a_row(record: SourceRecord) -> None:
-    """The pipeline's rows (`apply_row`) hold, byte for byte, the event every other build
+    """The pipeline's rows (`map_row`) hold, byte for byte, the event every other build
     maps the record to, at the record's offset."""
     hot = FAST.for_topic("w")(record)
     mapped = SLOW.map(record)

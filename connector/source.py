@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     # librdkafka's 5 minutes: a topic created after start (a pattern's new match, a named
     # topic that did not exist yet) waited that long to be read (docs/configuration.md).
     "topic.metadata.refresh.interval.ms": 30000,
+    # librdkafka waits 1 s to fetch again once the prefetch queue was full; reading a
+    # backlog, the loop empties the queue sooner and stalls (docs/configuration.md).
+    "fetch.queue.backoff.ms": 50,
 }
 # What the commit protocol needs; user properties cannot change these.
 REQUIRED: dict[str, Any] = {

@@ -27,8 +27,8 @@ class Senders:
     def submit(self, batch: Batch) -> None:
         """Hand `batch` to a free sender thread (the core never cuts more than
         `max_in_flight`, so it never waits for one). Its body is encoded here, on the
-        loop thread, while the cut's items are still in this core's cache: on the sender
-        thread the same walk cost several times as much (docs/benchmarks.md)."""
+        loop thread, while the cut's items are still in this core's cache: on a sender
+        thread the same walk cost more (bench/results/HISTORY.md, fifth session)."""
         body = self._sender.body(batch)
         fut = self._executor.submit(self._sender.deliver, batch, body)
         fut.add_done_callback(self._done.put)

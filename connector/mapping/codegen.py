@@ -72,16 +72,20 @@ def generated_apply(route: Route) -> Generated | None:
     def index(path: list[str]) -> str:
         return "".join(f"[{k!r}]" for k in path)
 
-    lines = ["    try:"]
-    if when_path is not None:
-        lines += [
+    def when(no: str) -> list[str]:
+        """The `when` test, returning `no` when it says no (apply: None; map_row: the
+        topic's unmatched result)."""
+        if when_path is None:
+            return []
+        return [
             "        try:",
             f"            if value{index(when_path)} != {when_text!r}:",
-            "                return None",
+            f"                return {no}",
             "        except _LOOKUP_ERRORS:",
-            "            return None",
+            f"            return {no}",
         ]
-    lines += [
+
+    lines = [
         "        try:",
         f"            raw = value{index(cid_path)}",
         "        except _LOOKUP_ERRORS:",
@@ -120,11 +124,11 @@ def generated_apply(route: Route) -> Generated | None:
         '            return EncodeError("unencodable", str(exc))',
         f"        return (record.offset(), cid, {s.event!r}, payload)",
     ]
+
     def nested(block: list[str]) -> list[str]:
         return ["    " + line for line in block]
 
-    unmatched = [line.replace("return None", "return _unmatched()") for line in lines]
-    source = ["def apply(value, record):", *lines, *event, *caught,
+    source = ["def apply(value, record):", "    try:", *when("None"), *lines, *event, *caught,
               "def make_map_row(_decode, _failed, _unmatched, _tombstone):",
               "    def map_row(record):",
               "        data = record.value()",
@@ -134,7 +138,7 @@ def generated_apply(route: Route) -> Generated | None:
               "            value = _decode(data)",
               "        except Exception as exc:",
               "            return _failed(data, exc)",
-              *nested(unmatched), *nested(row), *nested(caught),
+              *nested(["    try:", *when("_unmatched()"), *lines, *row, *caught]),
               "    return map_row"]
     namespace: dict[str, Any] = {
         "_LOOKUP_ERRORS": LOOKUP_ERRORS,

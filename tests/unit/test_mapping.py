@@ -949,3 +949,14 @@ def test_simple_routes_run_as_generated_code(changes: dict[str, Any], generated:
     for value in values:
         record = rec(value, key_=b"k")
         assert outcome(mapper.map(record)) == outcome(slow.map(record)), value
+
+
+def test_text_that_reads_like_the_generated_source_stays_text() -> None:
+    """A `when` literal or a key that reads like the generated code's own lines is still
+    a literal and a key, in the pipeline's function as in every other build."""
+    r = route(when="kind == 'return None'", metadata={"x": '"return None"'})
+    (info,) = build(r).route_info()
+    assert info.code == "generated"
+    record = rec({"cid": "c1", "kind": "return None", "return None": 7})
+    assert run(r, record) == [("c1", "e", {"x": 7})]
+    assert run(r, rec({"cid": "c1", "kind": "other"})) == ("skip", "unmatched")

@@ -138,11 +138,13 @@ class Sender:
         )
 
     def body(self, batch: Batch) -> bytes | None:
-        """The request body of `batch`, for `deliver`; None when some event has no JSON
-        form (`deliver` then finds which). Called by `Senders.submit` on the loop thread."""
+        """The request body of `batch`, for `deliver`; None when it cannot be made here
+        (`deliver` encodes again on its thread and finds which events have no JSON form,
+        or fails the batch as a defect of the sender). Called by `Senders.submit` on the
+        loop thread, which nothing raised here may end."""
         try:
             return self._encode_items(batch.items, self._batch_endpoint, batch.payloads)
-        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        except Exception:  # orjson.JSONEncodeError is a TypeError; anything else: a defect
             return None
 
     def deliver(self, batch: Batch, body: bytes | None = None) -> Delivery:

@@ -351,6 +351,21 @@ def test_a_sender_defect_fails_the_batch_events_and_never_raises() -> None:
     assert "RuntimeError: boom" in delivery.failed[0][1].detail
 
 
+def test_an_encoder_defect_reaches_neither_the_loop_thread_nor_gameball() -> None:
+    """`body` runs on the loop thread (`Senders.submit`): a defect there gives no body,
+    and `deliver` fails the batch's events as the sender's own failure."""
+    def broken(_items: Sequence[Item], _batch: bool = True, _payloads: Any = None) -> bytes:
+        raise RuntimeError("encoder defect")
+
+    sender, client, _ = make(lambda n, _cs: OK, encode=broken)
+    batch = batch_of(["c0", "c1"])
+    assert sender.body(batch) is None
+    delivery = sender.deliver(batch, sender.body(batch))
+    assert [item.customer_id for item, _ in delivery.failed] == ["c0", "c1"]
+    assert {(e.stage, e.reason) for _, e in delivery.failed} == {("send", "sender_failed")}
+    assert client.requests == []
+
+
 def test_a_body_is_encoded_once_per_request_not_per_attempt() -> None:
     """Retries send the same bytes again; only the halves of a bisected batch are new."""
     encoded: list[int] = []

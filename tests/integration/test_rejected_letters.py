@@ -198,6 +198,20 @@ def good_bad_good(broker: LocalBroker) -> tuple[str, str, list[bytes]]:
     return topic, dlq, values
 
 
+def reread_config(broker: LocalBroker, sandbox: SandboxServer, topic: str, group: str,
+                  dlq: str, hold_ms: int, drain_seconds: int,
+                  close_seconds: int) -> dict[str, Any]:
+    """One item a request (no bisecting), fetches held `hold_ms`, the given shutdown
+    budget, dead letters to `dlq`."""
+    return connector_config(
+        broker.bootstrap, sandbox.url, topic, group,
+        kafka={"properties": slow_fetches(hold_ms)},
+        batch={"max_items": 1, "linger_ms": 0, "max_in_flight": 3},
+        dead_letter={"topic": dlq},
+        shutdown={"drain_seconds": drain_seconds, "close_seconds": close_seconds},
+    )
+
+
 def run_until_rejected(config: dict[str, Any], sandbox: SandboxServer, tmp_path: Path,
                        name: str, rejections: int) -> ConnectorProcess:
     """Start the CLI; once the sandbox has answered `rejections` 412s in all and stored
@@ -234,13 +248,8 @@ def test_the_shutdown_drain_waits_for_a_rejected_events_record_to_be_read_again(
     topic, dlq, values = good_bad_good(broker)
     group = unique("g-drain-reread")
     with SandboxServer(faults=Faults(reject_customers=[BAD])) as sandbox:
-        config = connector_config(
-            broker.bootstrap, sandbox.url, topic, group,
-            kafka={"properties": slow_fetches(6000)},
-            batch={"max_items": 1, "linger_ms": 0, "max_in_flight": 3},
-            dead_letter={"topic": dlq},
-            shutdown={"drain_seconds": 30, "close_seconds": 10},
-        )
+        config = reread_config(broker, sandbox, topic, group, dlq, hold_ms=6000,
+                               drain_seconds=30, close_seconds=10)
         proc = run_until_rejected(config, sandbox, tmp_path, "connector", rejections=1)
     assert committed(broker.bootstrap, group, topic, 1) == {0: 3}  # past the rejected one
     copies = read_all(broker.bootstrap, dlq, quiet=2.0)
@@ -267,13 +276,8 @@ def test_a_record_still_being_read_again_at_shutdown_is_left_for_the_next_owner(
     topic, dlq, values = good_bad_good(broker)
     group = unique("g-closed-reread")
     with SandboxServer(faults=Faults(reject_customers=[BAD])) as sandbox:
-        config = connector_config(
-            broker.bootstrap, sandbox.url, topic, group,
-            kafka={"properties": slow_fetches(8000)},
-            batch={"max_items": 1, "linger_ms": 0, "max_in_flight": 3},
-            dead_letter={"topic": dlq},
-            shutdown={"drain_seconds": 1, "close_seconds": 3},
-        )
+        config = reread_config(broker, sandbox, topic, group, dlq, hold_ms=8000,
+                               drain_seconds=1, close_seconds=3)
         first = run_until_rejected(config, sandbox, tmp_path, "first", rejections=1)
         # Not past offset 1; a commit passes a consumed chunk's segment only when all of
         # it is done (docs/core.md), so it may stop before c1's accepted event, too.

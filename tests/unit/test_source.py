@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from connector.config import parse
-from connector.source import Source
+from connector.source import Source, consumer_config
 
 CONFIG = """
 kafka: {bootstrap_servers: "127.0.0.1:1", topics: [orders]}
@@ -140,3 +140,17 @@ def test_close_gives_the_assignment_up_before_closing() -> None:
     assert calls[:3] == ["subscribe", "final commit", "unsubscribe"]
     assert calls[-1] == "close" and set(calls[3:-1]) == {"consume"}
     assert consumer.conf["enable.auto.commit"] is False  # the factory got the real settings
+
+
+def test_consumer_properties_are_the_defaults_then_the_users_then_what_commits_need() -> None:
+    """The prefetch defaults (docs/configuration.md) hold unless `kafka.properties` says
+    otherwise; the commit protocol's settings hold whatever it says."""
+    conf = consumer_config(parse(CONFIG, {}))
+    assert (conf["fetch.queue.backoff.ms"], conf["queued.max.messages.kbytes"]) == (50, 16384)
+    user = CONFIG.replace(
+        "topics: [orders]",
+        "topics: [orders], properties: {queued.max.messages.kbytes: 65536,"
+        " fetch.queue.backoff.ms: 1000, enable.auto.commit: true}")
+    conf = consumer_config(parse(user, {}))
+    assert (conf["fetch.queue.backoff.ms"], conf["queued.max.messages.kbytes"]) == (1000, 65536)
+    assert conf["enable.auto.commit"] is False
